@@ -1,0 +1,148 @@
+#include "alloc/space_allocator.h"
+
+#include <algorithm>
+
+namespace cairn {
+
+SpaceAllocator::SpaceAllocator(ChunkMap* chunks, uint32_t data_profile, uint32_t meta_profile, uint32_t node_size)
+    : chunks_(chunks), data_profile_(data_profile), meta_profile_(meta_profile), node_size_(node_size) {}
+
+void SpaceAllocator::init_from_chunks() {
+  data_free_.clear();
+  meta_free_.clear();
+  for (const Chunk& c : chunks_->chunks()) insert_free(map_for(c.type), c.logical, c.length);
+}
+
+void SpaceAllocator::insert_free(FreeMap& m, uint64_t start, uint64_t len) {
+  if (len == 0) return;
+  auto next = m.lower_bound(start);
+  if (next != m.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == start) {
+      start = prev->first;
+      len += prev->second;
+      m.erase(prev);
+    }
+  }
+  next = m.lower_bound(start);
+  if (next != m.end() && start + len == next->first) {
+    len += next->second;
+    m.erase(next);
+  }
+  m[start] = len;
+}
+
+bool SpaceAllocator::take(FreeMap& m, uint64_t start, uint64_t len) {
+  auto it = m.upper_bound(start);
+  if (it == m.begin()) return false;
+  --it;
+  uint64_t fs = it->first, fl = it->second;
+  if (start < fs || start + len > fs + fl) return false;
+  m.erase(it);
+  if (start > fs) m[fs] = start - fs;
+  if (start + len < fs + fl) m[start + len] = fs + fl - (start + len);
+  return true;
+}
+
+void SpaceAllocator::mark_used(uint64_t start, uint64_t len) {
+  if (!take(data_free_, start, len)) take(meta_free_, start, len);
+}
+
+Status SpaceAllocator::grow(uint32_t type, uint64_t min_len) {
+  uint32_t profile = type == kChunkData ? data_profile_ : meta_profile_;
+  if (type == kChunkData) {
+    // Keep room for one more metadata chunk: running out of metadata space
+    // is what turns a full disk into an unmountable one.
+    uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
+    uint64_t need = min_len * (profile == kProfileDup ? 2 : 1);
+    if (chunks_->unallocated(kProfileSingle) < need + meta_chunk && free_in_chunks(kChunkMetadata) < meta_chunk / 2)
+      return Status::NoSpace("no space left for data");
+  }
+  ASSIGN_OR_RETURN(Chunk c, chunks_->allocate(type, profile, min_len));
+  insert_free(map_for(type), c.logical, c.length);
+  chunks_changed_ = true;
+  return Status::Ok();
+}
+
+Result<uint64_t> SpaceAllocator::alloc(uint32_t type, uint64_t len, uint64_t align) {
+  ASSIGN_OR_RETURN(auto r, alloc_range(type, len, len, align));
+  return r.first;
+}
+
+Result<std::pair<uint64_t, uint64_t>> SpaceAllocator::alloc_range(uint32_t type, uint64_t min_len, uint64_t max_len,
+                                                                  uint64_t align) {
+  for (int attempt = 0; attempt < 2; attempt++) {
+    FreeMap& m = map_for(type);
+    uint64_t cur = cursor_[type];
+    // Next fit from the cursor (sequential writes stay contiguous), wrapping
+    // once; remember the largest run >= min_len in case nothing fits max_len.
+    std::pair<uint64_t, uint64_t> best{0, 0};
+    auto scan = [&](FreeMap::iterator from, FreeMap::iterator to) -> bool {
+      for (auto it = from; it != to; ++it) {
+        uint64_t s = (it->first + align - 1) / align * align;
+        if (s >= it->first + it->second) continue;
+        uint64_t avail = (it->first + it->second - s) / align * align;
+        if (avail >= max_len) {
+          best = {s, max_len};
+          return true;
+        }
+        if (avail >= min_len && avail > best.second) best = {s, avail};
+      }
+      return false;
+    };
+    auto start = m.lower_bound(cur);
+    if (start != m.begin()) {
+      auto p = std::prev(start);
+      if (p->first + p->second > cur) start = p;
+    }
+    if (!scan(start, m.end())) scan(m.begin(), start);
+    if (best.second >= min_len) {
+      take(m, best.first, best.second);
+      cursor_[type] = best.first + best.second;
+      return best;
+    }
+    if (attempt == 0) {
+      Status st = grow(type, max_len);
+      if (!st.ok() && max_len != min_len) st = grow(type, min_len);
+      if (!st.ok()) return Status::NoSpace(type == kChunkData ? "no space left for data" : "no space left for metadata");
+    }
+  }
+  return Status::NoSpace("no space left on device");
+}
+
+void SpaceAllocator::free_now(uint64_t start, uint64_t len) {
+  const Chunk* c = chunks_->find(start);
+  if (c) insert_free(map_for(c->type), start, len);
+}
+
+void SpaceAllocator::pin(uint64_t start, uint64_t len) {
+  pinned_.push_back({start, len});
+  pinned_bytes_ += len;
+}
+
+void SpaceAllocator::unpin_all() {
+  for (auto [s, l] : pinned_) free_now(s, l);
+  pinned_.clear();
+  pinned_bytes_ = 0;
+}
+
+uint64_t SpaceAllocator::free_in_chunks(uint32_t type) const {
+  uint64_t n = 0;
+  for (auto& [s, l] : map_for(type)) n += l;
+  return n;
+}
+
+uint64_t SpaceAllocator::metadata_reserve() const { return uint64_t(node_size_) * 256; }
+
+uint64_t SpaceAllocator::data_available() const {
+  uint64_t unalloc = chunks_->unallocated(data_profile_);
+  uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
+  if (free_in_chunks(kChunkMetadata) < meta_chunk / 2) unalloc = unalloc > meta_chunk ? unalloc - meta_chunk : 0;
+  return free_in_chunks(kChunkData) + unalloc;
+}
+
+uint64_t SpaceAllocator::metadata_available() const {
+  return free_in_chunks(kChunkMetadata) + chunks_->unallocated(meta_profile_);
+}
+
+}  // namespace cairn

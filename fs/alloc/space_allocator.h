@@ -1,0 +1,74 @@
+#pragma once
+// In-memory free-space allocator with pinned extents (docs/design.md, "Space").
+//
+// The free-space map is not stored on disk: at open it is rebuilt from the
+// chunk array and the extent tree (every allocated extent has an item), a
+// deliberate trade of open time for a format with one source of truth.
+//
+// Pinning (invariant 1): space freed during transaction T may still be
+// referenced by the last durable superblock, so it goes to the pinned list
+// and returns to the free map only after T's superblock is durable
+// (unpin_all, called by commit after the final flush).
+//
+// Thread-safety: guarded by the engine's tree lock.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <vector>
+
+#include "alloc/chunk_map.h"
+#include "util/status.h"
+
+namespace cairn {
+
+class SpaceAllocator {
+ public:
+  SpaceAllocator(ChunkMap* chunks, uint32_t data_profile, uint32_t meta_profile, uint32_t node_size);
+
+  // Add every chunk's range as free; then mark_used() each allocated extent.
+  void init_from_chunks();
+  void mark_used(uint64_t start, uint64_t len);
+
+  // Allocate exactly `len` bytes (aligned to `align`) of the given chunk
+  // type, creating a chunk when the existing ones are full.
+  Result<uint64_t> alloc(uint32_t type, uint64_t len, uint64_t align);
+  // Allocate between min_len and max_len bytes, contiguous: the largest run
+  // available near the cursor. Data writeback uses it to build big extents.
+  Result<std::pair<uint64_t, uint64_t>> alloc_range(uint32_t type, uint64_t min_len, uint64_t max_len, uint64_t align);
+
+  // Create a chunk of this type now (mkfs gives a new image one of each).
+  Status add_chunk(uint32_t type) { return grow(type, 1 << 20); }
+  void free_now(uint64_t start, uint64_t len);  // never referenced by a durable state
+  void pin(uint64_t start, uint64_t len);       // freed in the running transaction
+  void unpin_all();                             // the running transaction is durable
+  uint64_t pinned_bytes() const { return pinned_bytes_; }
+
+  // Free bytes in existing chunks of this type.
+  uint64_t free_in_chunks(uint32_t type) const;
+  // Free bytes a data writer can still get, counting unallocated device space
+  // but keeping a metadata reserve so deletes and commits never run dry.
+  uint64_t data_available() const;
+  uint64_t metadata_available() const;
+  bool chunks_changed() const { return chunks_changed_; }
+  void clear_chunks_changed() { chunks_changed_ = false; }
+
+ private:
+  using FreeMap = std::map<uint64_t, uint64_t>;  // start -> length
+  FreeMap& map_for(uint32_t type) { return type == kChunkData ? data_free_ : meta_free_; }
+  const FreeMap& map_for(uint32_t type) const { return type == kChunkData ? data_free_ : meta_free_; }
+  void insert_free(FreeMap& m, uint64_t start, uint64_t len);
+  bool take(FreeMap& m, uint64_t start, uint64_t len);
+  Status grow(uint32_t type, uint64_t min_len);
+  uint64_t metadata_reserve() const;
+
+  ChunkMap* chunks_;
+  uint32_t data_profile_, meta_profile_, node_size_;
+  FreeMap data_free_, meta_free_;
+  std::map<uint32_t, uint64_t> cursor_;
+  std::vector<std::pair<uint64_t, uint64_t>> pinned_;
+  uint64_t pinned_bytes_ = 0;
+  bool chunks_changed_ = false;
+};
+
+}  // namespace cairn

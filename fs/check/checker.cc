@@ -1,0 +1,377 @@
+#include "check/checker.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "alloc/chunk_map.h"
+#include "format/constants.h"
+#include "format/items.h"
+#include "format/node.h"
+#include "format/superblock.h"
+#include "tree/engine.h"
+
+namespace cairn {
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::string tree_name(uint64_t id) {
+  switch (id) {
+    case kRootTreeId: return "root tree";
+    case kExtentTreeId: return "extent tree";
+    case kFsTreeId: return "fs tree";
+    case kCsumTreeId: return "checksum tree";
+  }
+  return "tree " + std::to_string(id);
+}
+
+struct TreeBlockSeen {
+  uint64_t owner;
+  uint8_t level;
+};
+
+struct DataRefKey {
+  uint64_t root, ino, offset;
+  auto operator<=>(const DataRefKey&) const = default;
+};
+
+class Checker {
+ public:
+  Checker(BlockDevice& dev, const CheckOptions& opts) : dev_(dev), opts_(opts) {}
+
+  Result<CheckReport> run() {
+    if (!check_superblocks()) return std::move(report_);
+    chunks_ = std::make_unique<ChunkMap>(sb_.total_bytes, sb_.chunks, sb_.next_chunk_logical);
+    walk(kRootTreeId, sb_.root, sb_.root_level, sb_.root_generation, Key::Min(), std::nullopt, true);
+    for (auto& [id, ri] : roots_) {
+      if (opts_.progress) opts_.progress(0.2 + 0.6 * double(report_.stats.trees) / double(roots_.size() + 1));
+      walk(id, ri.bytenr, ri.level, ri.generation, Key::Min(), std::nullopt, true);
+    }
+    for (uint64_t id : {kExtentTreeId, kFsTreeId, kCsumTreeId})
+      if (!roots_.count(id)) add("tree-missing", tree_name(id) + " is missing from the root tree", kRootTreeId, 0);
+    cross_check_extents();
+    check_csums();
+    if (opts_.progress) opts_.progress(1.0);
+    return std::move(report_);
+  }
+
+ private:
+  void add(std::string code, std::string msg, uint64_t tree, uint64_t bytenr, const Key* key = nullptr) {
+    Problem p;
+    p.code = std::move(code);
+    p.message = std::move(msg);
+    p.tree = tree;
+    p.bytenr = bytenr;
+    if (key) {
+      p.has_key = true;
+      p.key = *key;
+    }
+    report_.problems.push_back(std::move(p));
+  }
+
+  bool check_superblocks() {
+    std::vector<SuperblockCopyInfo> copies;
+    auto best = Engine::read_superblock(dev_, &copies);
+    if (!best.ok()) {
+      add("superblock", "no valid superblock: " + best.status().message(), 0, 0);
+      return false;
+    }
+    sb_ = best.value();
+    report_.stats.generation = sb_.generation;
+    for (const auto& c : copies) {
+      if (!c.present) continue;
+      if (!c.status.ok()) add("superblock-copy", "superblock copy at " + hex(c.offset) + ": " + c.status.message(), 0, c.offset);
+      else if (c.generation != sb_.generation)
+        add("superblock-stale", "superblock copy at " + hex(c.offset) + " has generation " + std::to_string(c.generation) +
+                                    ", newest is " + std::to_string(sb_.generation), 0, c.offset);
+    }
+    if (sb_.total_bytes > dev_.size()) add("superblock", "filesystem is larger than the device", 0, 0);
+    return true;
+  }
+
+  // Read every copy of a node; report each bad one; return the first good.
+  std::optional<Node> read_node(uint64_t tree, uint64_t bytenr, int level, uint64_t gen) {
+    auto copies = chunks_->map(bytenr, sb_.node_size);
+    if (!copies.ok()) {
+      add("node-address", tree_name(tree) + ": node " + hex(bytenr) + ": " + copies.status().message(), tree, bytenr);
+      return std::nullopt;
+    }
+    const Chunk* c = chunks_->find(bytenr);
+    if (c->type != kChunkMetadata) add("node-address", tree_name(tree) + ": node " + hex(bytenr) + " lies in a data chunk", tree, bytenr);
+    NodeExpectation e;
+    e.bytenr = bytenr;
+    e.level = level;
+    e.owner = tree;
+    e.generation = gen;
+    e.max_generation = sb_.generation;
+    std::optional<Node> good;
+    std::vector<uint8_t> buf(sb_.node_size);
+    for (size_t i = 0; i < copies->size(); i++) {
+      uint64_t phys = (*copies)[i];
+      Status st = dev_.read(phys, buf.data(), buf.size());
+      if (!st.ok()) {
+        add("node-io", tree_name(tree) + ": node " + hex(bytenr) + " copy " + std::to_string(i) + ": " + st.message(), tree, bytenr);
+        continue;
+      }
+      auto n = decode_node(buf.data(), sb_.fsid, sb_.csum_type, sb_.node_size, e);
+      if (!n.ok()) {
+        std::string which = copies->size() > 1 ? " (copy " + std::to_string(i) + " at physical " + hex(phys) + ")" : "";
+        add("node-corrupt", tree_name(tree) + ": " + n.status().message() + which, tree, bytenr);
+        continue;
+      }
+      if (!good) good = std::move(n).value();
+    }
+    return good;
+  }
+
+  void walk(uint64_t tree, uint64_t bytenr, int level, uint64_t gen, const Key& lo, std::optional<Key> hi, bool is_root) {
+    if (is_root) report_.stats.trees++;
+    if (auto it = blocks_.find(bytenr); it != blocks_.end()) {
+      add("node-shared", tree_name(tree) + ": node " + hex(bytenr) + " is referenced twice", tree, bytenr);
+      return;
+    }
+    blocks_[bytenr] = TreeBlockSeen{tree, uint8_t(level)};
+    auto n = read_node(tree, bytenr, level, gen);
+    if (!n) return;
+    report_.stats.nodes++;
+    if (!is_root && n->keys.empty()) add("node-empty", tree_name(tree) + ": node " + hex(bytenr) + " is empty", tree, bytenr);
+    if (!n->keys.empty()) {
+      if (n->keys.front() < lo || (!is_root && n->keys.front() != lo))
+        add("key-order", tree_name(tree) + ": node " + hex(bytenr) + " first key " + n->keys.front().to_string() +
+                             " does not match its parent's " + lo.to_string(), tree, bytenr);
+      if (hi && !(n->keys.back() < *hi))
+        add("key-order", tree_name(tree) + ": node " + hex(bytenr) + " last key " + n->keys.back().to_string() +
+                             " is not below the next parent key " + hi->to_string(), tree, bytenr);
+    }
+    if (n->is_leaf()) {
+      for (size_t i = 0; i < n->keys.size(); i++) {
+        report_.stats.items++;
+        check_item(tree, bytenr, n->keys[i], n->items[i]);
+      }
+      return;
+    }
+    for (size_t i = 0; i < n->keys.size(); i++) {
+      std::optional<Key> child_hi = i + 1 < n->keys.size() ? std::optional<Key>(n->keys[i + 1]) : hi;
+      walk(tree, n->ptrs[i], level - 1, n->ptr_gens[i], n->keys[i], child_hi, false);
+    }
+  }
+
+  void check_item(uint64_t tree, uint64_t node, const Key& k, const Bytes& d) {
+    auto bad = [&](const Status& st) {
+      add("item-corrupt", tree_name(tree) + ": item " + k.to_string() + " in node " + hex(node) + ": " + st.message(), tree, node, &k);
+    };
+    if (tree == kRootTreeId) {
+      if (k.type == kRootItem) {
+        auto ri = RootItem::decode(d);
+        if (!ri.ok()) return bad(ri.status());
+        if (k.objectid == kRootTreeId) return bad(Status::Corruption("root tree cannot have a root item"));
+        roots_[k.objectid] = ri.value();
+      } else if (k.type == kDevStats) {
+        auto s = DevStats::decode(d);
+        if (!s.ok()) bad(s.status());
+      } else if (k.type != kScrubProgress) {
+        bad(Status::Corruption("unexpected item type in the root tree"));
+      }
+    } else if (tree == kExtentTreeId) {
+      auto ei = ExtentItem::decode(d);
+      if (!ei.ok()) return bad(ei.status());
+      if (k.type == kMetadataItem) {
+        if (ei->flags != kExtentFlagTreeBlock || ei->refs != 1 || ei->backrefs.size() != 1 ||
+            ei->backrefs[0].type != kTreeBlockRef)
+          return bad(Status::Corruption("tree block item must have one tree reference"));
+        meta_items_[k.objectid] = {ei->backrefs[0].root, uint8_t(k.offset)};
+      } else if (k.type == kExtentItem) {
+        if (ei->flags != kExtentFlagData) return bad(Status::Corruption("data extent without the data flag"));
+        if (k.offset == 0 || k.offset % kSectorSize || k.objectid % kSectorSize)
+          return bad(Status::Corruption("misaligned data extent"));
+        uint64_t sum = 0;
+        for (auto& r : ei->backrefs) {
+          if (r.type != kExtentDataRef) return bad(Status::Corruption("data extent with a tree reference"));
+          sum += r.count;
+        }
+        if (sum != ei->refs)
+          add("extent-refs", "data extent " + hex(k.objectid) + ": reference count " + std::to_string(ei->refs) +
+                                 " but back references sum to " + std::to_string(sum), tree, k.objectid, &k);
+        data_items_[k.objectid] = {k.offset, ei.value()};
+        report_.stats.data_extents++;
+        report_.stats.data_bytes += k.offset;
+      } else {
+        bad(Status::Corruption("unexpected item type in the extent tree"));
+      }
+    } else if (tree == kCsumTreeId) {
+      if (k.objectid != kCsumObjectId || k.type != kExtentCsum) return bad(Status::Corruption("unexpected item in the checksum tree"));
+      size_t cs = csum_size(sb_.csum_type);
+      if (d.empty() || d.size() % cs) return bad(Status::Corruption("checksum item size is not a multiple of " + std::to_string(cs)));
+      csum_ranges_.push_back({k.offset, d.size() / cs * kSectorSize});
+      report_.stats.csum_items++;
+    } else if (auto r = roots_.find(tree); r != roots_.end() && (r->second.flags & kRootFlagKeyValue)) {
+      // Opaque items: the structure checks above are all there is.
+    } else {
+      check_fs_item(tree, node, k, d, bad);
+    }
+  }
+
+  template <typename Bad>
+  void check_fs_item(uint64_t tree, uint64_t, const Key& k, const Bytes& d, Bad bad) {
+    switch (k.type) {
+      case kInodeItem: {
+        auto ii = InodeItem::decode(d);
+        if (!ii.ok()) return bad(ii.status());
+        report_.stats.inodes++;
+        break;
+      }
+      case kInodeRef: {
+        auto r = decode_inode_refs(d);
+        if (!r.ok()) return bad(r.status());
+        break;
+      }
+      case kDirItem:
+      case kXattrItem: {
+        auto e = decode_dir_entries(d);
+        if (!e.ok()) return bad(e.status());
+        for (auto& de : e.value())
+          if (name_hash(de.name) != k.offset) return bad(Status::Corruption("name hash does not match \"" + de.name + "\""));
+        break;
+      }
+      case kDirIndex: {
+        auto e = decode_dir_entries(d);
+        if (!e.ok()) return bad(e.status());
+        if (e->size() != 1) return bad(Status::Corruption("directory index with several entries"));
+        break;
+      }
+      case kExtentData: {
+        auto fe = FileExtent::decode(d);
+        if (!fe.ok()) return bad(fe.status());
+        if (fe->type != kFileExtentInline && fe->disk_bytenr) {
+          file_refs_[{fe->disk_bytenr, fe->disk_num_bytes}][DataRefKey{tree, k.objectid, k.offset - fe->offset}]++;
+        }
+        break;
+      }
+      case kOrphanItem:
+        break;
+      default:
+        bad(Status::Corruption("unexpected item type in the fs tree"));
+    }
+  }
+
+  void cross_check_extents() {
+    // Tree blocks found by walking vs METADATA_ITEMs.
+    for (auto& [b, seen] : blocks_) {
+      auto it = meta_items_.find(b);
+      if (it == meta_items_.end()) {
+        add("extent-missing", tree_name(seen.owner) + ": node " + hex(b) + " is not recorded in the extent tree", kExtentTreeId, b);
+      } else if (it->second.owner != seen.owner || it->second.level != seen.level) {
+        add("extent-backref", "extent tree records node " + hex(b) + " as " + tree_name(it->second.owner) + " level " +
+                                  std::to_string(it->second.level) + ", found in " + tree_name(seen.owner) + " level " +
+                                  std::to_string(seen.level), kExtentTreeId, b);
+      }
+    }
+    for (auto& [b, m] : meta_items_)
+      if (!blocks_.count(b))
+        add("extent-leak", "extent tree records node " + hex(b) + " that no tree uses", kExtentTreeId, b);
+    // Data extents vs file extent items.
+    for (auto& [key, refs] : file_refs_) {
+      auto it = data_items_.find(key.first);
+      if (it == data_items_.end() || it->second.first != key.second) {
+        add("extent-missing", "file data at " + hex(key.first) + " is not recorded in the extent tree", kExtentTreeId, key.first);
+        continue;
+      }
+      uint64_t total = 0;
+      for (auto& [r, n] : refs) total += n;
+      const ExtentItem& ei = it->second.second;
+      if (total != ei.refs)
+        add("extent-refs", "data extent " + hex(key.first) + ": reference count " + std::to_string(ei.refs) + ", found " +
+                               std::to_string(total) + " file references", kExtentTreeId, key.first);
+      for (auto& br : ei.backrefs) {
+        auto f = refs.find(DataRefKey{br.root, br.objectid, br.offset});
+        if (f == refs.end() || f->second != br.count)
+          add("extent-backref", "data extent " + hex(key.first) + ": back reference to inode " + std::to_string(br.objectid) +
+                                    " offset " + std::to_string(br.offset) + " does not match the file", kExtentTreeId, key.first);
+      }
+    }
+    for (auto& [b, item] : data_items_)
+      if (!file_refs_.count({b, item.first}))
+        add("extent-leak", "data extent " + hex(b) + " is referenced by no file", kExtentTreeId, b);
+
+    // Allocations must not overlap and must sit in chunks of their type.
+    std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> all;  // start, len, chunk type
+    for (auto& [b, m] : meta_items_) all.emplace_back(b, sb_.node_size, kChunkMetadata);
+    for (auto& [b, item] : data_items_) all.emplace_back(b, item.first, kChunkData);
+    std::sort(all.begin(), all.end());
+    uint64_t used = 0, prev_end = 0;
+    for (auto& [s, l, t] : all) {
+      used += l;
+      if (s < prev_end) add("extent-overlap", "allocation " + hex(s) + "+" + std::to_string(l) + " overlaps the previous one", kExtentTreeId, s);
+      prev_end = std::max(prev_end, s + l);
+      const Chunk* c = chunks_->find(s);
+      if (!c || !c->contains(s, l)) add("extent-chunk", "allocation " + hex(s) + " lies outside every chunk", kExtentTreeId, s);
+      else if (c->type != t) add("extent-chunk", "allocation " + hex(s) + " lies in a chunk of the wrong type", kExtentTreeId, s);
+    }
+    report_.stats.tree_bytes = meta_items_.size() * sb_.node_size;
+    if (used != sb_.bytes_used)
+      add("space-accounting", "superblock says " + std::to_string(sb_.bytes_used) + " bytes used, extents add up to " +
+                                  std::to_string(used), 0, 0);
+  }
+
+  void check_csums() {
+    const size_t cs = csum_size(sb_.csum_type);
+    (void)cs;
+    std::sort(csum_ranges_.begin(), csum_ranges_.end());
+    uint64_t prev_end = 0;
+    for (auto& [s, l] : csum_ranges_) {
+      if (s < prev_end) add("csum-overlap", "checksum items overlap at " + hex(s), kCsumTreeId, s);
+      prev_end = std::max(prev_end, s + l);
+      // The covering data extent: the last one starting at or before s.
+      auto it = data_items_.upper_bound(s);
+      bool ok = it != data_items_.begin() && [&] {
+        --it;
+        return s + l <= it->first + it->second.first;
+      }();
+      if (!ok) add("csum-orphan", "checksums for " + hex(s) + "+" + std::to_string(l) + " cover no data extent", kCsumTreeId, s);
+    }
+  }
+
+  BlockDevice& dev_;
+  CheckOptions opts_;
+  CheckReport report_;
+  Superblock sb_;
+  std::unique_ptr<ChunkMap> chunks_;
+  std::map<uint64_t, RootItem> roots_;
+  std::map<uint64_t, TreeBlockSeen> blocks_;
+  std::map<uint64_t, TreeBlockSeen> meta_items_;
+  std::map<uint64_t, std::pair<uint64_t, ExtentItem>> data_items_;  // bytenr -> (len, item)
+  std::map<std::pair<uint64_t, uint64_t>, std::map<DataRefKey, uint64_t>> file_refs_;
+  std::vector<std::pair<uint64_t, uint64_t>> csum_ranges_;
+};
+
+}  // namespace
+
+nlohmann::json CheckReport::to_json() const {
+  nlohmann::json j;
+  j["clean"] = clean();
+  j["generation"] = stats.generation;
+  j["stats"] = {{"trees", stats.trees},           {"nodes", stats.nodes},
+                {"items", stats.items},           {"inodes", stats.inodes},
+                {"data_extents", stats.data_extents}, {"data_bytes", stats.data_bytes},
+                {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items}};
+  j["problems"] = nlohmann::json::array();
+  for (const auto& p : problems) {
+    nlohmann::json e = {{"code", p.code}, {"message", p.message}};
+    if (p.tree) e["tree"] = p.tree;
+    if (p.bytenr) e["bytenr"] = p.bytenr;
+    if (p.has_key) e["key"] = {p.key.objectid, p.key.type, p.key.offset};
+    j["problems"].push_back(e);
+  }
+  return j;
+}
+
+Result<CheckReport> check_filesystem(BlockDevice& dev, const CheckOptions& opts) { return Checker(dev, opts).run(); }
+
+}  // namespace cairn

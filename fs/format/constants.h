@@ -1,0 +1,73 @@
+#pragma once
+// On-disk constants (docs/format.md, "Constants", "Trees", "Item types").
+
+#include <cstdint>
+
+namespace cairn {
+
+constexpr uint64_t kSuperMagic = 0x3153464e52494143ULL;  // "CAIRNFS1" read as a little-endian u64
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kSectorSize = 4096;
+constexpr uint32_t kSuperblockSize = 4096;
+constexpr uint32_t kDefaultNodeSize = 16384;
+constexpr uint32_t kMinNodeSize = 4096;
+constexpr uint32_t kMaxNodeSize = 65536;
+constexpr int kMaxLevel = 8;  // tree height limit; a deeper tree is corrupt
+
+// Superblock copies (docs/format.md, "Superblock locations").
+constexpr uint64_t kSuperblockOffsets[] = {64ULL << 10, 64ULL << 20, 256ULL << 30};
+constexpr int kNumSuperblockCopies = 3;
+// Physical space reserved around each copy: chunks never cover it.
+constexpr uint64_t kSuperblockReserve = 1ULL << 20;
+constexpr uint64_t kMinDeviceSize = 64ULL << 20;
+
+// The first logical address handed to a chunk; 0 is never a valid address.
+constexpr uint64_t kFirstLogical = 1ULL << 20;
+
+// Tree ids (node owner field and ROOT_ITEM objectids).
+constexpr uint64_t kRootTreeId = 1;
+constexpr uint64_t kExtentTreeId = 2;
+constexpr uint64_t kFsTreeId = 5;
+constexpr uint64_t kCsumTreeId = 7;
+
+// Reserved objectids.
+constexpr uint64_t kFirstInode = 256;       // root directory of the fs tree
+constexpr uint64_t kOrphanObjectId = ~0ULL - 4;   // -5: orphan items
+constexpr uint64_t kCsumObjectId = ~0ULL - 9;     // -10: EXTENT_CSUM items
+constexpr uint64_t kDevStatsObjectId = 0;         // DEV_STATS item in the root tree
+constexpr uint64_t kScrubObjectId = 1;            // scrub progress item in the root tree
+
+// Item types: the key's type byte. Numbers follow btrfs where a btrfs
+// counterpart exists, so the trees read familiarly.
+enum ItemType : uint8_t {
+  kInodeItem = 1,
+  kInodeRef = 12,
+  kXattrItem = 24,
+  kOrphanItem = 48,
+  kDirItem = 84,
+  kDirIndex = 96,
+  kExtentData = 108,
+  kExtentCsum = 128,
+  kRootItem = 132,
+  kExtentItem = 168,
+  kMetadataItem = 169,
+  kTreeBlockRef = 176,
+  kExtentDataRef = 178,
+  kScrubProgress = 248,
+  kDevStats = 249,
+};
+
+// Chunk types and profiles (docs/format.md, "Chunk array").
+enum ChunkType : uint32_t { kChunkData = 1, kChunkMetadata = 2 };
+enum Profile : uint32_t { kProfileSingle = 0, kProfileDup = 1 };
+
+// Extent item flags.
+constexpr uint64_t kExtentFlagData = 1;
+constexpr uint64_t kExtentFlagTreeBlock = 2;
+
+// Feature flags: none defined yet. An image with unknown incompat bits is
+// refused; unknown compat_ro bits allow a read-only open only.
+constexpr uint64_t kSupportedIncompat = 0;
+constexpr uint64_t kSupportedCompatRo = 0;
+
+}  // namespace cairn

@@ -1,0 +1,129 @@
+#pragma once
+// Item payload codecs (docs/format.md, "Items"). Each struct mirrors one
+// item type; encode() gives the exact on-disk bytes and decode() validates
+// sizes before reading, returning Corruption for a malformed payload.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "format/key.h"
+#include "util/status.h"
+
+namespace cairn {
+
+using Bytes = std::vector<uint8_t>;
+
+struct Timespec {
+  int64_t sec = 0;
+  uint32_t nsec = 0;
+  auto operator<=>(const Timespec&) const = default;
+};
+
+// ROOT_ITEM (root tree, key (tree id, 132, 0)).
+struct RootItem {
+  static constexpr size_t kSize = 64;
+  uint64_t bytenr = 0;
+  uint64_t generation = 0;
+  uint8_t level = 0;
+  uint64_t last_objectid = 0;  // highest objectid handed out (fs tree: inode numbers)
+  uint64_t flags = 0;  // kRootFlag*
+  Bytes encode() const;
+  static Result<RootItem> decode(const Bytes& b);
+};
+
+// A tree of opaque key/value items with no filesystem meaning: fsck checks
+// its structure only. Engine tests use such trees; internal stores may too.
+constexpr uint64_t kRootFlagKeyValue = 1;
+
+// INODE_ITEM (fs tree, key (ino, 1, 0)).
+struct InodeItem {
+  static constexpr size_t kSize = 160;
+  uint64_t generation = 0;  // transaction that created the inode (NFS-style generation)
+  uint64_t transid = 0;     // last transaction that changed it
+  uint64_t size = 0;
+  uint64_t nbytes = 0;      // bytes of disk extents referenced (st_blocks * 512)
+  uint64_t rdev = 0;
+  uint64_t flags = 0;       // kInodeFlag*
+  uint64_t sequence = 0;    // directories: next DIR_INDEX number
+  uint32_t nlink = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t mode = 0;
+  Timespec atime, ctime, mtime, otime;
+  Bytes encode() const;
+  static Result<InodeItem> decode(const Bytes& b);
+};
+constexpr uint64_t kInodeFlagDropbehind = 1;  // data written to this file is not kept cached
+
+// One name in an INODE_REF (key (ino, 12, parent dir)); an item holds a list.
+struct InodeRefEntry {
+  uint64_t index = 0;
+  std::string name;
+};
+Bytes encode_inode_refs(const std::vector<InodeRefEntry>& refs);
+Result<std::vector<InodeRefEntry>> decode_inode_refs(const Bytes& b);
+
+// One entry of a DIR_ITEM (key (dir, 84, name hash)), DIR_INDEX (key (dir, 96, index))
+// or XATTR_ITEM (key (ino, 24, name hash)). DIR_ITEM and XATTR_ITEM hold a list
+// (hash collisions); DIR_INDEX exactly one.
+struct DirEntry {
+  Key location;          // the inode's key (ino, INODE_ITEM, 0); zero for xattrs
+  uint64_t transid = 0;
+  uint8_t type = 0;      // DT_* value of the inode; 0 for xattrs
+  std::string name;
+  Bytes data;            // xattr value; empty for directory entries
+};
+constexpr size_t kDirEntryHeaderSize = 17 + 8 + 2 + 2 + 1;
+Bytes encode_dir_entries(const std::vector<DirEntry>& entries);
+Result<std::vector<DirEntry>> decode_dir_entries(const Bytes& b);
+
+// EXTENT_DATA (fs tree, key (ino, 108, file offset)).
+enum FileExtentType : uint8_t { kFileExtentInline = 0, kFileExtentRegular = 1, kFileExtentPrealloc = 2 };
+struct FileExtent {
+  static constexpr size_t kHeaderSize = 21;
+  static constexpr size_t kRegularSize = 53;
+  uint64_t generation = 0;
+  uint64_t ram_bytes = 0;
+  uint8_t compression = 0;
+  uint8_t type = kFileExtentRegular;
+  uint64_t disk_bytenr = 0;     // 0 for a hole that is recorded explicitly
+  uint64_t disk_num_bytes = 0;  // size of the whole disk extent
+  uint64_t offset = 0;          // offset into the disk extent where this file range starts
+  uint64_t num_bytes = 0;       // length of the file range
+  Bytes inline_data;
+  Bytes encode() const;
+  static Result<FileExtent> decode(const Bytes& b);
+};
+
+// EXTENT_ITEM (extent tree, key (bytenr, 168, length)) and METADATA_ITEM
+// (key (bytenr, 169, level)): a reference count and its back references.
+struct ExtentBackref {
+  uint8_t type = 0;   // kTreeBlockRef or kExtentDataRef
+  uint64_t root = 0;
+  uint64_t objectid = 0;  // data: inode number
+  uint64_t offset = 0;    // data: file offset the reference starts at (minus extent offset)
+  uint32_t count = 1;     // data: references with this (root, ino, offset)
+  auto operator<=>(const ExtentBackref&) const = default;
+};
+struct ExtentItem {
+  uint64_t refs = 0;
+  uint64_t generation = 0;
+  uint64_t flags = 0;  // kExtentFlagData / kExtentFlagTreeBlock
+  std::vector<ExtentBackref> backrefs;
+  Bytes encode() const;
+  static Result<ExtentItem> decode(const Bytes& b);
+};
+
+// DEV_STATS (root tree, key (0, 249, 0)): error counters kept across mounts.
+struct DevStats {
+  static constexpr size_t kSize = 64;
+  uint64_t write_errors = 0, read_errors = 0, csum_errors = 0, corrected = 0, uncorrectable = 0;
+  Bytes encode() const;
+  static Result<DevStats> decode(const Bytes& b);
+};
+
+// Directory name hash: crc32c of the name (as btrfs), seed ~1.
+uint64_t name_hash(const std::string& name);
+
+}  // namespace cairn

@@ -1,0 +1,67 @@
+#pragma once
+// Tree nodes in memory and their codec (docs/format.md, "Node header",
+// "Leaf", "Internal node").
+//
+// A node is held decoded: keys, and either item payloads (leaf) or child
+// pointers (internal). Encoding happens when a node is written, decoding and
+// full validation when it is read, so no code ever indexes into raw node
+// bytes it has not checked (invariant 6).
+//
+// Thread-safety: a Node is owned by the tree layer and guarded by the
+// engine's tree lock.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "csum/checksum.h"
+#include "format/key.h"
+#include "format/superblock.h"
+#include "util/status.h"
+
+namespace cairn {
+
+constexpr size_t kNodeHeaderSize = 96;
+constexpr size_t kLeafItemHeaderSize = Key::kDiskSize + 8;   // key, data offset u32, data size u32
+constexpr size_t kKeyPtrSize = Key::kDiskSize + 16;          // key, blockptr u64, generation u64
+
+struct Node {
+  uint64_t bytenr = 0;
+  uint64_t generation = 0;
+  uint64_t owner = 0;
+  uint64_t flags = 0;
+  uint8_t level = 0;
+  std::vector<Key> keys;
+  std::vector<std::vector<uint8_t>> items;  // leaf payloads, one per key
+  std::vector<uint64_t> ptrs;               // internal: child addresses
+  std::vector<uint64_t> ptr_gens;           // internal: child generations
+  bool dirty = false;                       // in memory only: must be written at commit
+
+  bool is_leaf() const { return level == 0; }
+  size_t nritems() const { return keys.size(); }
+  // Bytes the leaf's items occupy (item headers plus payloads).
+  size_t leaf_used() const;
+};
+
+struct NodeGeometry {
+  uint32_t node_size;
+  size_t leaf_capacity() const { return node_size - kNodeHeaderSize; }
+  size_t max_ptrs() const { return (node_size - kNodeHeaderSize) / kKeyPtrSize; }
+  // The largest item payload a leaf can hold: one item alone in a leaf.
+  size_t max_item_size() const { return leaf_capacity() - kLeafItemHeaderSize; }
+};
+
+// What a reader expects of a node; checked against the header.
+struct NodeExpectation {
+  uint64_t bytenr = 0;
+  int level = -1;             // -1: unknown
+  uint64_t owner = 0;         // 0: unknown
+  uint64_t generation = 0;    // 0: unknown (parent pointers give it)
+  uint64_t max_generation = 0;  // the superblock's; 0: unchecked
+};
+
+void encode_node(const Node& n, const Uuid& fsid, CsumType ct, uint32_t node_size, uint8_t* buf);
+Result<Node> decode_node(const uint8_t* buf, const Uuid& fsid, CsumType ct, uint32_t node_size,
+                         const NodeExpectation& expect);
+
+}  // namespace cairn

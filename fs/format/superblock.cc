@@ -1,0 +1,215 @@
+// Superblock codec: implements docs/format.md, "Superblock" and "Chunk array".
+#include "format/superblock.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "util/endian.h"
+
+namespace cairn {
+
+namespace {
+// Field offsets, in the order docs/format.md lists them.
+enum : size_t {
+  kOffCsum = 0,
+  kOffMagic = 32,
+  kOffFsid = 40,
+  kOffBytenr = 56,
+  kOffFlags = 64,
+  kOffGeneration = 72,
+  kOffRoot = 80,
+  kOffTotalBytes = 88,
+  kOffBytesUsed = 96,
+  kOffVersion = 104,
+  kOffSectorSize = 108,
+  kOffNodeSize = 112,
+  kOffCsumType = 116,
+  kOffRootLevel = 118,
+  kOffDataProfile = 119,
+  kOffMetaProfile = 120,
+  kOffCompat = 128,
+  kOffCompatRo = 136,
+  kOffIncompat = 144,
+  kOffNextChunk = 152,
+  kOffNumChunks = 160,
+  kOffLabel = 168,
+  kOffRootGeneration = 424,
+  kOffChunks = 512,
+};
+static_assert(kOffChunks + Superblock::kMaxChunks * Chunk::kDiskSize <= kSuperblockSize);
+
+void encode_chunk(const Chunk& c, uint8_t* p) {
+  put_le64(p + 0, c.logical);
+  put_le64(p + 8, c.length);
+  put_le32(p + 16, c.type);
+  put_le32(p + 20, c.profile);
+  put_le32(p + 24, c.num_stripes);
+  put_le32(p + 28, 0);
+  put_le64(p + 32, c.physical[0]);
+  put_le64(p + 40, c.physical[1]);
+}
+
+Chunk decode_chunk(const uint8_t* p) {
+  Chunk c;
+  c.logical = get_le64(p + 0);
+  c.length = get_le64(p + 8);
+  c.type = get_le32(p + 16);
+  c.profile = get_le32(p + 20);
+  c.num_stripes = get_le32(p + 24);
+  c.physical[0] = get_le64(p + 32);
+  c.physical[1] = get_le64(p + 40);
+  return c;
+}
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+}  // namespace
+
+std::string uuid_to_string(const Uuid& u) {
+  char b[40];
+  std::snprintf(b, sizeof b, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+                u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+  return b;
+}
+
+bool uuid_parse(const std::string& s, Uuid* out) {
+  Uuid u{};
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '-') continue;
+    if (n >= 32 || !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+    int v = std::isdigit(static_cast<unsigned char>(s[i])) ? s[i] - '0' : (std::tolower(s[i]) - 'a' + 10);
+    u[n / 2] = uint8_t(u[n / 2] | (n % 2 == 0 ? v << 4 : v));
+    n++;
+  }
+  if (n != 32) return false;
+  *out = u;
+  return true;
+}
+
+Uuid uuid_generate_random() {
+  Uuid u{};
+  std::random_device rd;
+  for (auto& b : u) b = uint8_t(rd());
+  u[6] = uint8_t((u[6] & 0x0F) | 0x40);  // RFC 4122 version 4
+  u[8] = uint8_t((u[8] & 0x3F) | 0x80);
+  return u;
+}
+
+bool Superblock::has_magic(const uint8_t* buf) { return get_le64(buf + kOffMagic) == kSuperMagic; }
+
+void Superblock::encode(uint8_t* buf) const {
+  std::memset(buf, 0, kSuperblockSize);
+  put_le64(buf + kOffMagic, kSuperMagic);
+  std::memcpy(buf + kOffFsid, fsid.data(), 16);
+  put_le64(buf + kOffBytenr, bytenr);
+  put_le64(buf + kOffFlags, flags);
+  put_le64(buf + kOffGeneration, generation);
+  put_le64(buf + kOffRoot, root);
+  put_le64(buf + kOffRootGeneration, root_generation);
+  put_le64(buf + kOffTotalBytes, total_bytes);
+  put_le64(buf + kOffBytesUsed, bytes_used);
+  put_le32(buf + kOffVersion, format_version);
+  put_le32(buf + kOffSectorSize, sector_size);
+  put_le32(buf + kOffNodeSize, node_size);
+  put_le16(buf + kOffCsumType, uint16_t(csum_type));
+  put_u8(buf + kOffRootLevel, root_level);
+  put_u8(buf + kOffDataProfile, data_profile);
+  put_u8(buf + kOffMetaProfile, metadata_profile);
+  put_le64(buf + kOffCompat, compat_flags);
+  put_le64(buf + kOffCompatRo, compat_ro_flags);
+  put_le64(buf + kOffIncompat, incompat_flags);
+  put_le64(buf + kOffNextChunk, next_chunk_logical);
+  put_le32(buf + kOffNumChunks, uint32_t(chunks.size()));
+  std::memcpy(buf + kOffLabel, label.data(), std::min(label.size(), kLabelSize - 1));
+  for (size_t i = 0; i < chunks.size() && i < kMaxChunks; i++)
+    encode_chunk(chunks[i], buf + kOffChunks + i * Chunk::kDiskSize);
+  uint8_t sum[kMaxCsumSize];
+  csum_compute(csum_type, buf + kMaxCsumSize, kSuperblockSize - kMaxCsumSize, sum);
+  std::memcpy(buf + kOffCsum, sum, kMaxCsumSize);
+}
+
+Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
+  const std::string where = "superblock at " + hex(at);
+  if (!has_magic(buf)) return Status::Corruption(where + ": bad magic (not a Cairn filesystem)");
+  uint16_t ct = get_le16(buf + kOffCsumType);
+  if (!csum_type_valid(ct)) return Status::Corruption(where + ": unknown checksum type " + std::to_string(ct));
+  Superblock sb;
+  sb.csum_type = CsumType(ct);
+  if (!csum_verify(sb.csum_type, buf + kMaxCsumSize, kSuperblockSize - kMaxCsumSize, buf + kOffCsum))
+    return Status::Corruption(where + ": checksum mismatch");
+  for (size_t i = csum_size(sb.csum_type); i < kMaxCsumSize; i++)
+    if (buf[kOffCsum + i]) return Status::Corruption(where + ": checksum padding is not zero");
+  std::memcpy(sb.csum, buf + kOffCsum, kMaxCsumSize);
+  std::memcpy(sb.fsid.data(), buf + kOffFsid, 16);
+  sb.bytenr = get_le64(buf + kOffBytenr);
+  sb.flags = get_le64(buf + kOffFlags);
+  sb.generation = get_le64(buf + kOffGeneration);
+  sb.root = get_le64(buf + kOffRoot);
+  sb.root_generation = get_le64(buf + kOffRootGeneration);
+  sb.total_bytes = get_le64(buf + kOffTotalBytes);
+  sb.bytes_used = get_le64(buf + kOffBytesUsed);
+  sb.format_version = get_le32(buf + kOffVersion);
+  sb.sector_size = get_le32(buf + kOffSectorSize);
+  sb.node_size = get_le32(buf + kOffNodeSize);
+  sb.root_level = get_u8(buf + kOffRootLevel);
+  sb.data_profile = get_u8(buf + kOffDataProfile);
+  sb.metadata_profile = get_u8(buf + kOffMetaProfile);
+  sb.compat_flags = get_le64(buf + kOffCompat);
+  sb.compat_ro_flags = get_le64(buf + kOffCompatRo);
+  sb.incompat_flags = get_le64(buf + kOffIncompat);
+  sb.next_chunk_logical = get_le64(buf + kOffNextChunk);
+  const char* lab = reinterpret_cast<const char*>(buf + kOffLabel);
+  sb.label.assign(lab, strnlen(lab, kLabelSize - 1));
+
+  if (sb.bytenr != at) return Status::Corruption(where + ": records its own offset as " + hex(sb.bytenr));
+  if (sb.format_version != kFormatVersion)
+    return Status::Corruption(where + ": format version " + std::to_string(sb.format_version) + " is not supported");
+  if (sb.incompat_flags & ~kSupportedIncompat)
+    return Status::Error(EOPNOTSUPP, where + ": unsupported incompatible features " + hex(sb.incompat_flags));
+  if (sb.sector_size != kSectorSize) return Status::Corruption(where + ": sector size " + std::to_string(sb.sector_size));
+  if (sb.node_size < kMinNodeSize || sb.node_size > kMaxNodeSize || (sb.node_size & (sb.node_size - 1)))
+    return Status::Corruption(where + ": bad node size " + std::to_string(sb.node_size));
+  if (sb.root_level >= kMaxLevel) return Status::Corruption(where + ": root level " + std::to_string(sb.root_level));
+  if (sb.data_profile > kProfileDup || sb.metadata_profile > kProfileDup)
+    return Status::Corruption(where + ": unknown block group profile");
+  if (sb.root_generation > sb.generation)
+    return Status::Corruption(where + ": root generation newer than the superblock");
+  if (sb.bytes_used > sb.total_bytes) return Status::Corruption(where + ": bytes used exceed the device size");
+  uint32_t n = get_le32(buf + kOffNumChunks);
+  if (n == 0 || n > kMaxChunks) return Status::Corruption(where + ": chunk count " + std::to_string(n));
+  for (uint32_t i = 0; i < n; i++) {
+    Chunk c = decode_chunk(buf + kOffChunks + i * Chunk::kDiskSize);
+    const std::string cw = where + ": chunk " + std::to_string(i);
+    if (c.length == 0 || c.length % sb.node_size || c.logical % sb.node_size)
+      return Status::Corruption(cw + ": misaligned");
+    if (c.type != kChunkData && c.type != kChunkMetadata) return Status::Corruption(cw + ": unknown type");
+    if (c.profile > kProfileDup || c.num_stripes != (c.profile == kProfileDup ? 2u : 1u))
+      return Status::Corruption(cw + ": bad profile/stripe count");
+    if (c.logical < kFirstLogical || c.logical + c.length > sb.next_chunk_logical || c.logical + c.length < c.logical)
+      return Status::Corruption(cw + ": logical range out of bounds");
+    for (uint32_t s = 0; s < c.num_stripes; s++)
+      if (c.physical[s] + c.length > sb.total_bytes || c.physical[s] + c.length < c.physical[s])
+        return Status::Corruption(cw + ": beyond the end of the device");
+    for (const Chunk& o : sb.chunks)
+      if (c.logical < o.logical + o.length && o.logical < c.logical + c.length)
+        return Status::Corruption(cw + ": overlaps another chunk");
+    sb.chunks.push_back(c);
+  }
+  bool root_ok = false;
+  for (const Chunk& c : sb.chunks)
+    if (c.type == kChunkMetadata && c.contains(sb.root, sb.node_size)) root_ok = true;
+  if (!root_ok) return Status::Corruption(where + ": root " + hex(sb.root) + " is not in a metadata chunk");
+  return sb;
+}
+
+}  // namespace cairn

@@ -1,0 +1,480 @@
+#include "tree/engine.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <vector>
+
+namespace cairn {
+
+namespace {
+Timespec now_ts() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return Timespec{ts.tv_sec, uint32_t(ts.tv_nsec)};
+}
+}  // namespace
+
+Engine::Engine(std::shared_ptr<BlockDevice> dev, Superblock sb, EngineOptions opts)
+    : dev_(std::move(dev)),
+      sb_(std::move(sb)),
+      opts_(opts),
+      chunks_(sb_.total_bytes, sb_.chunks, sb_.next_chunk_logical),
+      alloc_(&chunks_, sb_.data_profile, sb_.metadata_profile, sb_.node_size),
+      store_(dev_.get(), &chunks_, sb_.fsid, sb_.csum_type, sb_.node_size, opts.node_cache_bytes),
+      transid_(sb_.generation + 1),
+      bytes_used_(sb_.bytes_used) {
+  store_.set_max_generation(sb_.generation);
+  store_.set_repair(!opts.read_only);
+}
+
+Engine::~Engine() = default;
+
+Result<Superblock> Engine::read_superblock(BlockDevice& dev, std::vector<SuperblockCopyInfo>* copies) {
+  std::optional<Superblock> best;
+  Status first_error = Status::Corruption("no superblock found (device too small?)");
+  std::vector<uint8_t> buf(kSuperblockSize);
+  for (uint64_t off : kSuperblockOffsets) {
+    SuperblockCopyInfo info;
+    info.offset = off;
+    if (off + kSuperblockSize > dev.size()) {
+      if (copies) copies->push_back(info);
+      continue;
+    }
+    info.present = true;
+    Status st = dev.read(off, buf.data(), buf.size());
+    if (st.ok()) {
+      auto sb = Superblock::decode(buf.data(), off);
+      if (sb.ok()) {
+        info.generation = sb->generation;
+        if (!best || sb->generation > best->generation) best = sb.value();
+      } else {
+        st = sb.status();
+      }
+    }
+    info.status = st;
+    if (!st.ok() && off == kSuperblockOffsets[0]) first_error = st;
+    if (copies) copies->push_back(info);
+  }
+  if (!best) return first_error;
+  return *best;
+}
+
+Result<std::unique_ptr<Engine>> Engine::open(std::shared_ptr<BlockDevice> dev, const EngineOptions& opts) {
+  ASSIGN_OR_RETURN(Superblock sb, read_superblock(*dev));
+  if (!opts.read_only && (sb.compat_ro_flags & ~kSupportedCompatRo))
+    return Status::Error(EROFS, "filesystem has read-only-compatible features this version lacks; open read-only");
+  if (sb.total_bytes > dev->size())
+    return Status::Corruption("device (" + std::to_string(dev->size()) + " bytes) is smaller than the filesystem (" +
+                              std::to_string(sb.total_bytes) + " bytes)");
+  std::unique_ptr<Engine> e(new Engine(std::move(dev), std::move(sb), opts));
+  RETURN_IF_ERROR(e->load_roots().with_context("loading tree roots"));
+  RETURN_IF_ERROR(e->rebuild_free_space().with_context("reading the extent tree"));
+  return e;
+}
+
+Status Engine::load_roots() {
+  RootRef rr;
+  rr.id = kRootTreeId;
+  rr.bytenr = sb_.root;
+  rr.level = sb_.root_level;
+  rr.generation = sb_.root_generation;
+  roots_[kRootTreeId] = rr;
+  BTree rt = tree(kRootTreeId);
+  Cursor c = rt.cursor();
+  RETURN_IF_ERROR(c.seek(Key::Min()));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.type == kRootItem) {
+      ASSIGN_OR_RETURN(RootItem ri, RootItem::decode(c.data()));
+      RootRef r;
+      r.id = k.objectid;
+      r.bytenr = ri.bytenr;
+      r.level = ri.level;
+      r.generation = ri.generation;
+      r.last_objectid = ri.last_objectid;
+      r.flags = ri.flags;
+      if (ri.generation > sb_.generation) return Status::Corruption("root item of tree " + std::to_string(k.objectid) + " is newer than the superblock");
+      roots_[k.objectid] = r;
+    } else if (k.type == kDevStats) {
+      ASSIGN_OR_RETURN(dev_stats_, DevStats::decode(c.data()));
+    }
+  }
+  RETURN_IF_ERROR(c.status());
+  for (uint64_t id : {kExtentTreeId, kFsTreeId, kCsumTreeId})
+    if (!roots_.count(id)) return Status::Corruption("tree " + std::to_string(id) + " is missing from the root tree");
+  return Status::Ok();
+}
+
+Status Engine::rebuild_free_space() {
+  alloc_.init_from_chunks();
+  BTree et = tree(kExtentTreeId);
+  Cursor c = et.cursor();
+  RETURN_IF_ERROR(c.seek(Key::Min()));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.type == kExtentItem) alloc_.mark_used(k.objectid, k.offset);
+    else if (k.type == kMetadataItem) alloc_.mark_used(k.objectid, sb_.node_size);
+  }
+  return c.status();
+}
+
+BTree Engine::tree(uint64_t id) { return BTree(this, &roots_.at(id)); }
+
+std::vector<uint64_t> Engine::tree_ids() const {
+  std::vector<uint64_t> ids;
+  for (auto& [id, r] : roots_) ids.push_back(id);
+  return ids;
+}
+
+Status Engine::create_tree(uint64_t id, uint64_t flags) {
+  if (roots_.count(id)) return Status::Error(EEXIST, "tree " + std::to_string(id) + " exists");
+  RootRef r = create_empty_tree(id);
+  if (r.bytenr == 0) return Status::NoSpace("no space for a new tree");
+  r.flags = flags;
+  roots_[id] = r;
+  return Status::Ok();
+}
+
+Result<uint64_t> Engine::alloc_tree_block(uint64_t owner, uint8_t level) {
+  if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  ASSIGN_OR_RETURN(uint64_t b, alloc_.alloc(kChunkMetadata, sb_.node_size, sb_.node_size));
+  delayed_refs_[b] = DelayedRef{+1, owner, level};
+  bytes_used_ += sb_.node_size;
+  return b;
+}
+
+void Engine::free_tree_block(const Node& n) {
+  bytes_used_ -= sb_.node_size;
+  auto it = delayed_refs_.find(n.bytenr);
+  if (it != delayed_refs_.end() && it->second.delta > 0 && n.generation == transid_) {
+    // Allocated in this transaction and never recorded or written: no
+    // durable state can reference it, so it is free at once.
+    delayed_refs_.erase(it);
+    alloc_.free_now(n.bytenr, sb_.node_size);
+    return;
+  }
+  delayed_refs_[n.bytenr] = DelayedRef{-1, n.owner, n.level};
+  alloc_.pin(n.bytenr, sb_.node_size);
+}
+
+Status Engine::run_delayed_refs() {
+  for (int round = 0; !delayed_refs_.empty(); round++) {
+    if (round > 1000) return Status::Corruption("delayed references do not converge");
+    auto batch = std::move(delayed_refs_);
+    delayed_refs_.clear();
+    BTree et = tree(kExtentTreeId);
+    for (auto& [b, r] : batch) {
+      const Key k{b, kMetadataItem, r.level};
+      if (r.delta > 0) {
+        ExtentItem ei;
+        ei.refs = 1;
+        ei.generation = transid_;
+        ei.flags = kExtentFlagTreeBlock;
+        ei.backrefs.push_back(ExtentBackref{kTreeBlockRef, r.owner, 0, 0, 1});
+        RETURN_IF_ERROR(et.insert(k, ei.encode()).with_context("recording tree block"));
+      } else {
+        RETURN_IF_ERROR(et.remove(k).with_context("dropping tree block " + std::to_string(b)));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Engine::update_root_items() {
+  for (auto& [id, r] : roots_) {
+    if (id == kRootTreeId || !r.dirty) continue;
+    r.dirty = false;
+    RootItem ri;
+    ri.bytenr = r.bytenr;
+    ri.generation = r.generation;
+    ri.level = r.level;
+    ri.last_objectid = r.last_objectid;
+    ri.flags = r.flags;
+    RETURN_IF_ERROR(tree(kRootTreeId).upsert(Key{id, kRootItem, 0}, ri.encode()));
+  }
+  if (stats_dirty_) {
+    stats_dirty_ = false;
+    RETURN_IF_ERROR(tree(kRootTreeId).upsert(Key{kDevStatsObjectId, kDevStats, 0}, dev_stats_.encode()));
+  }
+  return Status::Ok();
+}
+
+bool Engine::dirty() const {
+  if (store_.dirty_count() || !delayed_refs_.empty() || stats_dirty_ || data_changed_ || alloc_.chunks_changed())
+    return true;
+  for (auto& [id, r] : roots_)
+    if (r.dirty) return true;
+  return false;
+}
+
+Status Engine::write_superblocks() {
+  std::vector<uint8_t> buf(kSuperblockSize);
+  int written = 0;
+  Status last;
+  for (uint64_t off : kSuperblockOffsets) {
+    if (off + kSuperblockSize > sb_.total_bytes) continue;
+    Superblock copy = sb_;
+    copy.bytenr = off;
+    copy.encode(buf.data());
+    Status st = dev_->write(off, buf.data(), buf.size());
+    if (st.ok()) written++;
+    else last = st;
+  }
+  // One good copy is enough to mount; fsck repairs the others.
+  if (written == 0) return last;
+  return Status::Ok();
+}
+
+Status Engine::commit() {
+  if (opts_.read_only || !dirty()) return Status::Ok();
+  if (failed_) return Status::IoError("filesystem is shut down after an earlier write error");
+  Status st = [&]() -> Status {
+    for (int i = 0;; i++) {
+      if (i > 100) return Status::Corruption("commit does not converge");
+      RETURN_IF_ERROR(update_root_items());
+      RETURN_IF_ERROR(run_delayed_refs());
+      bool any = stats_dirty_;
+      for (auto& [id, r] : roots_)
+        if (id != kRootTreeId && r.dirty) any = true;
+      if (!any && delayed_refs_.empty()) break;
+    }
+    // Order is the whole protocol: nodes, flush, superblocks, flush.
+    RETURN_IF_ERROR(store_.write_dirty());
+    RETURN_IF_ERROR(dev_->flush());
+    const RootRef& rr = roots_.at(kRootTreeId);
+    sb_.generation = transid_;
+    sb_.root = rr.bytenr;
+    sb_.root_level = rr.level;
+    sb_.root_generation = rr.generation;
+    sb_.bytes_used = bytes_used_;
+    sb_.chunks = chunks_.chunks();
+    sb_.next_chunk_logical = chunks_.next_logical();
+    RETURN_IF_ERROR(write_superblocks());
+    RETURN_IF_ERROR(dev_->flush());
+    return Status::Ok();
+  }();
+  if (!st.ok()) {
+    // The in-memory state no longer matches anything durable; refuse
+    // further commits so nothing half-done can ever be written.
+    failed_ = true;
+    return st.with_context("commit failed");
+  }
+  alloc_.unpin_all();
+  alloc_.clear_chunks_changed();
+  roots_.at(kRootTreeId).dirty = false;
+  data_changed_ = false;
+  transid_++;
+  store_.set_max_generation(sb_.generation);
+  return Status::Ok();
+}
+
+RootRef Engine::create_empty_tree(uint64_t id) {
+  RootRef r;
+  r.id = id;
+  auto b = alloc_tree_block(id, 0);
+  if (!b.ok()) return r;
+  store_.create(b.value(), id, 0, transid_);
+  r.bytenr = b.value();
+  r.level = 0;
+  r.generation = transid_;
+  r.dirty = true;
+  return r;
+}
+
+Result<std::unique_ptr<Engine>> Engine::format(std::shared_ptr<BlockDevice> dev, const MkfsParams& p) {
+  uint64_t size = dev->size() / kSectorSize * kSectorSize;
+  if (p.size) {
+    if (p.size > dev->size()) return Status::Invalid("requested size is larger than the device");
+    size = p.size / kSectorSize * kSectorSize;
+  }
+  if (size < kMinDeviceSize)
+    return Status::Invalid("device is too small: " + std::to_string(size >> 20) + " MiB, at least " +
+                           std::to_string(kMinDeviceSize >> 20) + " MiB needed");
+  if (p.node_size < kMinNodeSize || p.node_size > kMaxNodeSize || (p.node_size & (p.node_size - 1)))
+    return Status::Invalid("node size must be a power of two from 4096 to 65536");
+  Superblock sb;
+  sb.fsid = p.uuid ? *p.uuid : uuid_generate_random();
+  sb.label = p.label;
+  sb.csum_type = p.csum;
+  sb.node_size = p.node_size;
+  sb.total_bytes = size;
+  sb.metadata_profile = uint8_t(p.metadata_profile);
+  sb.data_profile = uint8_t(p.data_profile);
+  sb.generation = 0;
+
+  // Clear the first reserve (boot area, old signatures) and any old superblock copies.
+  std::vector<uint8_t> zeros(kSuperblockReserve, 0);
+  RETURN_IF_ERROR(dev->write(0, zeros.data(), zeros.size()));
+  for (uint64_t off : kSuperblockOffsets)
+    if (off + kSuperblockSize <= size) RETURN_IF_ERROR(dev->write(off, zeros.data(), kSuperblockSize));
+
+  std::unique_ptr<Engine> e(new Engine(dev, sb, EngineOptions{}));
+  RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkMetadata));
+  RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkData));
+  for (uint64_t id : {kRootTreeId, kExtentTreeId, kFsTreeId, kCsumTreeId}) {
+    e->roots_[id] = e->create_empty_tree(id);
+    if (e->roots_[id].bytenr == 0) return Status::NoSpace("no space for the initial trees");
+  }
+  // The root directory: inode 256, its own parent ("..").
+  InodeItem root;
+  Timespec t = now_ts();
+  root.generation = e->transid_;
+  root.transid = e->transid_;
+  root.mode = p.root_mode;
+  root.uid = p.root_uid;
+  root.gid = p.root_gid;
+  root.nlink = 1;
+  root.atime = root.mtime = root.ctime = root.otime = t;
+  root.sequence = 2;  // directory indexes 0 and 1 are "." and ".."
+  BTree fs = e->tree(kFsTreeId);
+  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeItem, 0}, root.encode()));
+  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeRef, kFirstInode}, encode_inode_refs({{0, ".."}})));
+  e->roots_[kFsTreeId].last_objectid = kFirstInode;
+  e->stats_dirty_ = true;
+  RETURN_IF_ERROR(e->commit());
+  return e;
+}
+
+// ---- Data extents ----
+
+Result<std::pair<uint64_t, uint64_t>> Engine::alloc_data(uint64_t min_len, uint64_t max_len) {
+  if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  return alloc_.alloc_range(kChunkData, min_len, max_len, kSectorSize);
+}
+
+Status Engine::add_data_extent(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset) {
+  ExtentItem ei;
+  ei.refs = 1;
+  ei.generation = transid_;
+  ei.flags = kExtentFlagData;
+  ei.backrefs.push_back(ExtentBackref{kExtentDataRef, root, ino, offset, 1});
+  RETURN_IF_ERROR(tree(kExtentTreeId).insert(Key{bytenr, kExtentItem, len}, ei.encode()));
+  bytes_used_ += len;
+  data_changed_ = true;
+  return Status::Ok();
+}
+
+Status Engine::add_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset) {
+  data_changed_ = true;
+  return tree(kExtentTreeId).modify(Key{bytenr, kExtentItem, len}, [&](Bytes& b) -> Status {
+    ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(b));
+    ei.refs++;
+    bool found = false;
+    for (auto& r : ei.backrefs)
+      if (r.type == kExtentDataRef && r.root == root && r.objectid == ino && r.offset == offset) {
+        r.count++;
+        found = true;
+      }
+    if (!found) ei.backrefs.push_back(ExtentBackref{kExtentDataRef, root, ino, offset, 1});
+    b = ei.encode();
+    return Status::Ok();
+  });
+}
+
+Status Engine::drop_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset) {
+  data_changed_ = true;
+  const Key k{bytenr, kExtentItem, len};
+  BTree et = tree(kExtentTreeId);
+  ASSIGN_OR_RETURN(Bytes raw, et.lookup(k));
+  ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+  bool found = false;
+  for (size_t i = 0; i < ei.backrefs.size(); i++) {
+    auto& r = ei.backrefs[i];
+    if (r.type == kExtentDataRef && r.root == root && r.objectid == ino && r.offset == offset) {
+      if (--r.count == 0) ei.backrefs.erase(ei.backrefs.begin() + long(i));
+      found = true;
+      break;
+    }
+  }
+  if (!found || ei.refs == 0)
+    return Status::Corruption("extent " + std::to_string(bytenr) + " has no back reference from inode " + std::to_string(ino));
+  if (--ei.refs > 0) return et.update(k, ei.encode());
+  RETURN_IF_ERROR(et.remove(k));
+  RETURN_IF_ERROR(delete_csums(bytenr, len));
+  alloc_.pin(bytenr, len);
+  bytes_used_ -= len;
+  return Status::Ok();
+}
+
+// ---- Checksums ----
+
+Status Engine::insert_csums(uint64_t bytenr, const uint8_t* csums, uint64_t nsectors) {
+  const size_t cs = csum_size();
+  const uint64_t per_item = std::max<uint64_t>(1, tree(kCsumTreeId).max_item_size() / 2 / cs);
+  BTree ct = tree(kCsumTreeId);
+  data_changed_ = true;
+  for (uint64_t done = 0; done < nsectors;) {
+    uint64_t n = std::min(per_item, nsectors - done);
+    Bytes b(csums + done * cs, csums + (done + n) * cs);
+    RETURN_IF_ERROR(ct.insert(Key{kCsumObjectId, kExtentCsum, bytenr + done * kSectorSize}, b));
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Status Engine::lookup_csums(uint64_t bytenr, uint64_t nsectors, std::vector<uint8_t>* out, std::vector<bool>* present) {
+  const size_t cs = csum_size();
+  out->assign(nsectors * cs, 0);
+  present->assign(nsectors, false);
+  const uint64_t end = bytenr + nsectors * kSectorSize;
+  BTree ct = tree(kCsumTreeId);
+  Cursor c = ct.cursor();
+  RETURN_IF_ERROR(c.seek_last_le(Key{kCsumObjectId, kExtentCsum, bytenr}));
+  if (!c.valid()) RETURN_IF_ERROR(c.seek(Key{kCsumObjectId, kExtentCsum, bytenr}));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.objectid != kCsumObjectId || k.type != kExtentCsum) {
+      if (k < Key{kCsumObjectId, kExtentCsum, bytenr}) continue;
+      break;
+    }
+    if (k.offset >= end) break;
+    const Bytes& d = c.data();
+    if (d.size() % cs) return Status::Corruption("checksum item at " + std::to_string(k.offset) + " has a partial entry");
+    const uint64_t item_end = k.offset + (d.size() / cs) * kSectorSize;
+    for (uint64_t a = std::max(k.offset, bytenr); a < std::min(item_end, end); a += kSectorSize) {
+      uint64_t i = (a - bytenr) / kSectorSize, j = (a - k.offset) / kSectorSize;
+      std::memcpy(out->data() + i * cs, d.data() + j * cs, cs);
+      (*present)[i] = true;
+    }
+  }
+  return c.status();
+}
+
+Status Engine::delete_csums(uint64_t bytenr, uint64_t len) {
+  const size_t cs = csum_size();
+  const uint64_t end = bytenr + len;
+  BTree ct = tree(kCsumTreeId);
+  data_changed_ = true;
+  for (;;) {
+    // Find one item overlapping [bytenr, end), trim or remove it, repeat.
+    Cursor c = ct.cursor();
+    RETURN_IF_ERROR(c.seek_last_le(Key{kCsumObjectId, kExtentCsum, bytenr}));
+    if (!c.valid() || c.key().objectid != kCsumObjectId || c.key().type != kExtentCsum)
+      RETURN_IF_ERROR(c.seek(Key{kCsumObjectId, kExtentCsum, bytenr}));
+    std::optional<Key> hit;
+    Bytes data;
+    for (; c.valid(); c.advance()) {
+      const Key& k = c.key();
+      if (k.objectid != kCsumObjectId || k.type != kExtentCsum || k.offset >= end) break;
+      uint64_t item_end = k.offset + (c.data().size() / cs) * kSectorSize;
+      if (item_end > bytenr) {
+        hit = k;
+        data = c.data();
+        break;
+      }
+    }
+    RETURN_IF_ERROR(c.status());
+    if (!hit) return Status::Ok();
+    const uint64_t s = hit->offset, e = s + (data.size() / cs) * kSectorSize;
+    RETURN_IF_ERROR(ct.remove(*hit));
+    if (s < bytenr) RETURN_IF_ERROR(ct.insert(*hit, Bytes(data.begin(), data.begin() + long((bytenr - s) / kSectorSize * cs))));
+    if (e > end)
+      RETURN_IF_ERROR(ct.insert(Key{kCsumObjectId, kExtentCsum, end},
+                                Bytes(data.begin() + long((end - s) / kSectorSize * cs), data.end())));
+  }
+}
+
+}  // namespace cairn

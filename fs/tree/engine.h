@@ -1,0 +1,154 @@
+#pragma once
+// Engine: one open Cairn filesystem (docs/design.md, "Engine and
+// transactions").
+//
+// It owns the device, the superblock, the chunk map, the space allocator,
+// the node store and the roots of every tree, and runs the transaction
+// protocol: all changes join the one running transaction; commit() writes
+// every dirty node to newly allocated space, flushes, writes every
+// superblock copy, flushes again, and only then returns the space freed in
+// that transaction to the allocator.
+//
+// Tree blocks are recorded in the extent tree (METADATA_ITEM) through
+// delayed references: allocating or freeing a node only notes it, and
+// commit applies the notes until none are left (applying them modifies the
+// extent tree, which may allocate nodes in turn).
+//
+// Thread-safety: every method requires mutex() held by the caller, except
+// open/format. One lock for all trees is deliberate for now: FUSE requests
+// spend their time in data I/O, which runs outside it (docs/design.md).
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "alloc/chunk_map.h"
+#include "alloc/space_allocator.h"
+#include "dev/block_device.h"
+#include "format/constants.h"
+#include "format/items.h"
+#include "format/superblock.h"
+#include "tree/btree.h"
+#include "tree/node_store.h"
+
+namespace cairn {
+
+struct MkfsParams {
+  uint64_t size = 0;  // filesystem size; 0 = the whole device
+  std::string label;
+  std::optional<Uuid> uuid;
+  CsumType csum = CsumType::kCrc32c;
+  uint32_t node_size = kDefaultNodeSize;
+  uint32_t metadata_profile = kProfileSingle;
+  uint32_t data_profile = kProfileSingle;
+  uint32_t root_uid = 0, root_gid = 0, root_mode = 040755;
+};
+
+struct EngineOptions {
+  bool read_only = false;
+  size_t node_cache_bytes = 64ULL << 20;
+};
+
+// Which superblock copies exist and what each holds (fsck reports them).
+struct SuperblockCopyInfo {
+  uint64_t offset = 0;
+  bool present = false;  // fits on the device
+  Status status;         // decode result
+  uint64_t generation = 0;
+};
+
+class Engine : public TreeContext {
+ public:
+  static Result<std::unique_ptr<Engine>> format(std::shared_ptr<BlockDevice> dev, const MkfsParams& params);
+  static Result<std::unique_ptr<Engine>> open(std::shared_ptr<BlockDevice> dev, const EngineOptions& opts);
+  // Read every superblock copy; pick the newest valid one.
+  static Result<Superblock> read_superblock(BlockDevice& dev, std::vector<SuperblockCopyInfo>* copies = nullptr);
+  ~Engine() override;
+
+  std::mutex& mutex() { return mu_; }
+  const Superblock& super() const { return sb_; }
+  bool read_only() const { return opts_.read_only; }
+  BlockDevice& device() { return *dev_; }
+  std::shared_ptr<BlockDevice> device_ptr() { return dev_; }
+  ChunkMap& chunk_map() { return chunks_; }
+  SpaceAllocator& allocator() { return alloc_; }
+
+  // TreeContext
+  NodeStore& store() override { return store_; }
+  uint64_t transid() const override { return transid_; }
+  Result<uint64_t> alloc_tree_block(uint64_t owner, uint8_t level) override;
+  void free_tree_block(const Node& n) override;
+
+  BTree tree(uint64_t id);
+  bool has_tree(uint64_t id) const { return roots_.count(id) != 0; }
+  RootRef& root_ref(uint64_t id) { return roots_.at(id); }
+  std::vector<uint64_t> tree_ids() const;
+  // A new empty tree, recorded in the root tree at the next commit.
+  Status create_tree(uint64_t id, uint64_t flags);
+
+  // Commit the running transaction (a no-op when nothing changed).
+  Status commit();
+  bool dirty() const;
+  uint64_t last_committed() const { return sb_.generation; }
+
+  // ---- Data extents (extent tree EXTENT_ITEM with EXTENT_DATA_REF backrefs) ----
+  Result<std::pair<uint64_t, uint64_t>> alloc_data(uint64_t min_len, uint64_t max_len);
+  // Record a new data extent [bytenr, bytenr+len) referenced once by (root, ino, offset).
+  Status add_data_extent(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset);
+  Status add_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset);
+  // Drop one reference; at zero the extent and its checksums go, and its space is pinned.
+  Status drop_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint64_t ino, uint64_t offset);
+  // Return a data extent allocated in this transaction but never referenced.
+  void release_unused_data(uint64_t bytenr, uint64_t len) { alloc_.free_now(bytenr, len); }
+
+  // ---- Checksums (csum tree, EXTENT_CSUM items) ----
+  Status insert_csums(uint64_t bytenr, const uint8_t* csums, uint64_t nsectors);
+  // Checksums of sectors [bytenr, bytenr + nsectors*4K); false entries in
+  // `present` where none is recorded.
+  Status lookup_csums(uint64_t bytenr, uint64_t nsectors, std::vector<uint8_t>* out, std::vector<bool>* present);
+  Status delete_csums(uint64_t bytenr, uint64_t len);
+
+  // ---- Error counters, persisted in the root tree at commit ----
+  DevStats& dev_stats() { return dev_stats_; }
+  void note_stats_changed() { stats_dirty_ = true; }
+
+  uint64_t bytes_used() const { return bytes_used_; }
+  uint32_t node_size() const { return sb_.node_size; }
+  CsumType csum_type() const { return sb_.csum_type; }
+  size_t csum_size() const { return cairn::csum_size(sb_.csum_type); }
+
+ private:
+  Engine(std::shared_ptr<BlockDevice> dev, Superblock sb, EngineOptions opts);
+  Status load_roots();
+  Status rebuild_free_space();
+  Status run_delayed_refs();
+  Status update_root_items();
+  Status write_superblocks();
+  RootRef create_empty_tree(uint64_t id);
+
+  struct DelayedRef {
+    int delta = 0;
+    uint64_t owner = 0;
+    uint8_t level = 0;
+  };
+
+  std::mutex mu_;
+  std::shared_ptr<BlockDevice> dev_;
+  Superblock sb_;
+  EngineOptions opts_;
+  ChunkMap chunks_;
+  SpaceAllocator alloc_;
+  NodeStore store_;
+  std::map<uint64_t, RootRef> roots_;
+  std::map<uint64_t, DelayedRef> delayed_refs_;
+  uint64_t transid_ = 0;
+  uint64_t bytes_used_ = 0;
+  DevStats dev_stats_;
+  bool stats_dirty_ = false;
+  bool data_changed_ = false;
+  bool failed_ = false;  // a commit failed: no further commits
+};
+
+}  // namespace cairn

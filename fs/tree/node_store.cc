@@ -1,0 +1,155 @@
+#include "tree/node_store.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+namespace cairn {
+
+NodeStore::NodeStore(BlockDevice* dev, const ChunkMap* chunks, Uuid fsid, CsumType ct, uint32_t node_size,
+                     size_t cache_bytes)
+    : dev_(dev), chunks_(chunks), fsid_(fsid), csum_(ct), node_size_(node_size),
+      cache_capacity_(std::max<size_t>(64, cache_bytes / node_size)) {}
+
+Result<Node> NodeStore::decode(const uint8_t* buf, const NodeExpectation& expect) const {
+  return decode_node(buf, fsid_, csum_, node_size_, expect);
+}
+
+Status NodeStore::read_copy(uint64_t physical, uint8_t* buf) { return dev_->read(physical, buf, node_size_); }
+
+Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
+  const uint64_t bytenr = expect_in.bytenr;
+  if (auto d = dirty_.find(bytenr); d != dirty_.end()) return d->second;
+  if (auto c = clean_.find(bytenr); c != clean_.end()) {
+    stats_.cache_hits++;
+    lru_.splice(lru_.begin(), lru_, c->second);
+    NodePtr n = c->second->second;
+    // A cached node was validated when read; the expectations of this
+    // particular parent pointer still have to hold.
+    if ((expect_in.level >= 0 && n->level != expect_in.level) ||
+        (expect_in.generation && n->generation != expect_in.generation) ||
+        (expect_in.owner && n->owner != expect_in.owner))
+      return Status::Corruption("node " + std::to_string(bytenr) + ": does not match its parent pointer");
+    return n;
+  }
+  NodeExpectation expect = expect_in;
+  if (!expect.max_generation) expect.max_generation = max_generation_;
+  ASSIGN_OR_RETURN(auto copies, chunks_->map(bytenr, node_size_));
+  std::vector<uint8_t> buf(node_size_);
+  Status first_error;
+  std::vector<uint64_t> bad_copies;
+  for (uint64_t phys : copies) {
+    stats_.reads++;
+    Status st = dev_->read(phys, buf.data(), node_size_);
+    if (!st.ok()) {
+      stats_.read_errors++;
+      if (first_error.ok()) first_error = st;
+      bad_copies.push_back(phys);
+      continue;
+    }
+    auto node = decode(buf.data(), expect);
+    if (!node.ok()) {
+      stats_.csum_errors++;
+      if (first_error.ok()) first_error = node.status();
+      bad_copies.push_back(phys);
+      continue;
+    }
+    // Read-repair: rewrite the bad copies from this good one.
+    for (uint64_t badp : bad_copies) {
+      if (!repair_) continue;
+      if (dev_->write(badp, buf.data(), node_size_).ok()) stats_.corrected++;
+      else stats_.write_errors++;
+    }
+    auto n = std::make_shared<Node>(std::move(node).value());
+    touch(bytenr, n);
+    return n;
+  }
+  stats_.uncorrectable++;
+  return first_error;
+}
+
+void NodeStore::touch(uint64_t bytenr, NodePtr n) {
+  lru_.emplace_front(bytenr, std::move(n));
+  clean_[bytenr] = lru_.begin();
+  evict();
+}
+
+void NodeStore::evict() {
+  // Only nodes nobody else holds can go; the rest stay until released.
+  auto it = lru_.end();
+  while (clean_.size() > cache_capacity_ && it != lru_.begin()) {
+    --it;
+    if (it->second.use_count() == 1) {
+      clean_.erase(it->first);
+      it = lru_.erase(it);
+    }
+  }
+}
+
+NodePtr NodeStore::create(uint64_t bytenr, uint64_t owner, uint8_t level, uint64_t transid) {
+  auto n = std::make_shared<Node>();
+  n->bytenr = bytenr;
+  n->owner = owner;
+  n->level = level;
+  n->generation = transid;
+  n->dirty = true;
+  forget(bytenr);
+  dirty_[bytenr] = n;
+  return n;
+}
+
+NodePtr NodeStore::clone(const Node& src, uint64_t bytenr, uint64_t transid) {
+  auto n = std::make_shared<Node>(src);
+  n->bytenr = bytenr;
+  n->generation = transid;
+  n->dirty = true;
+  forget(bytenr);
+  dirty_[bytenr] = n;
+  return n;
+}
+
+void NodeStore::forget(uint64_t bytenr) {
+  dirty_.erase(bytenr);
+  if (auto c = clean_.find(bytenr); c != clean_.end()) {
+    lru_.erase(c->second);
+    clean_.erase(c);
+  }
+}
+
+Status NodeStore::write_node(const Node& n) {
+  std::vector<uint8_t> buf(node_size_);
+  encode_node(n, fsid_, csum_, node_size_, buf.data());
+  ASSIGN_OR_RETURN(auto copies, chunks_->map(n.bytenr, node_size_));
+  for (uint64_t phys : copies) {
+    Status st = dev_->write(phys, buf.data(), node_size_);
+    if (!st.ok()) {
+      stats_.write_errors++;
+      return st;
+    }
+    stats_.writes++;
+  }
+  return Status::Ok();
+}
+
+Status NodeStore::write_dirty() {
+  // Write in address order: sequential on the device.
+  std::vector<NodePtr> nodes;
+  nodes.reserve(dirty_.size());
+  for (auto& [b, n] : dirty_) nodes.push_back(n);
+  std::sort(nodes.begin(), nodes.end(), [](const NodePtr& a, const NodePtr& b) { return a->bytenr < b->bytenr; });
+  for (const NodePtr& n : nodes) RETURN_IF_ERROR(write_node(*n));
+  for (const NodePtr& n : nodes) {
+    n->dirty = false;
+    touch(n->bytenr, n);
+  }
+  dirty_.clear();
+  evict();
+  return Status::Ok();
+}
+
+void NodeStore::drop_clean_cache() {
+  lru_.clear();
+  clean_.clear();
+}
+
+}  // namespace cairn
