@@ -6,6 +6,7 @@ namespace cairn {
 
 namespace {
 constexpr uint64_t kMiB = 1ULL << 20;
+constexpr uint64_t kChunkLogicalGap = kMiB;
 uint64_t clamp_mib(uint64_t v, uint64_t lo, uint64_t hi) { return std::clamp(v / kMiB * kMiB, lo, hi); }
 }  // namespace
 
@@ -110,7 +111,9 @@ Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_l
     if (c.length == 0) return Status::NoSpace("no unallocated device space for a new DUP chunk");
   }
   c.logical = next_logical_;
-  next_logical_ += c.length;
+  // A gap between chunks keeps free ranges of neighbouring chunks from
+  // merging in the allocator, so no extent ever spans two chunks.
+  next_logical_ += c.length + kChunkLogicalGap;
   chunks_.push_back(c);
   return c;
 }

@@ -228,9 +228,23 @@ Status Engine::write_superblocks() {
   return Status::Ok();
 }
 
+void Engine::abort(const Status& why) {
+  if (!failed_) abort_reason_ = why;
+  failed_ = true;
+}
+
+Status Engine::reserve_metadata(uint64_t nodes) const {
+  if (failed_) return Status::Error(EROFS, "filesystem is read-only after an error: " + abort_reason_.message());
+  if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  // Keep a fixed reserve on top for commits and deletions.
+  const uint64_t need = (nodes + 256) * uint64_t(sb_.node_size);
+  if (alloc_.metadata_available() < need) return Status::NoSpace("no space left for metadata");
+  return Status::Ok();
+}
+
 Status Engine::commit() {
   if (opts_.read_only || !dirty()) return Status::Ok();
-  if (failed_) return Status::IoError("filesystem is shut down after an earlier write error");
+  if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());
   Status st = [&]() -> Status {
     for (int i = 0;; i++) {
       if (i > 100) return Status::Corruption("commit does not converge");
@@ -259,7 +273,7 @@ Status Engine::commit() {
   if (!st.ok()) {
     // The in-memory state no longer matches anything durable; refuse
     // further commits so nothing half-done can ever be written.
-    failed_ = true;
+    abort(st);
     return st.with_context("commit failed");
   }
   alloc_.unpin_all();
@@ -326,7 +340,7 @@ Result<std::unique_ptr<Engine>> Engine::format(std::shared_ptr<BlockDevice> dev,
   root.mode = p.root_mode;
   root.uid = p.root_uid;
   root.gid = p.root_gid;
-  root.nlink = 1;
+  root.nlink = 2;  // "." and its entry in itself as parent, as on ext4
   root.atime = root.mtime = root.ctime = root.otime = t;
   root.sequence = 2;  // directory indexes 0 and 1 are "." and ".."
   BTree fs = e->tree(kFsTreeId);

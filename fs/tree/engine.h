@@ -91,6 +91,15 @@ class Engine : public TreeContext {
   // Commit the running transaction (a no-op when nothing changed).
   Status commit();
   bool dirty() const;
+  // Abandon the running transaction after an operation failed half-way:
+  // nothing more is ever committed, so the image keeps its last committed
+  // state (the caller reports the error; the filesystem turns read-only).
+  void abort(const Status& why);
+  bool aborted() const { return failed_; }
+  const Status& abort_reason() const { return abort_reason_; }
+  // Refuse to start an operation that might need more than `nodes` new
+  // tree nodes when metadata space is that tight (ENOSPC before any change).
+  Status reserve_metadata(uint64_t nodes) const;
   uint64_t last_committed() const { return sb_.generation; }
 
   // ---- Data extents (extent tree EXTENT_ITEM with EXTENT_DATA_REF backrefs) ----
@@ -148,7 +157,8 @@ class Engine : public TreeContext {
   DevStats dev_stats_;
   bool stats_dirty_ = false;
   bool data_changed_ = false;
-  bool failed_ = false;  // a commit failed: no further commits
+  bool failed_ = false;  // a commit or an operation failed half-way: no further commits
+  Status abort_reason_;
 };
 
 }  // namespace cairn

@@ -1,0 +1,441 @@
+#include "data/file_data.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <syslog.h>
+#include <unistd.h>
+
+namespace cairn {
+
+namespace {
+constexpr uint64_t kBlock = kSectorSize;
+constexpr uint64_t kMaxFileOffset = 1ULL << 62;
+uint64_t down(uint64_t v) { return v / kBlock * kBlock; }
+uint64_t up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+Key ed_key(uint64_t ino, uint64_t off) { return Key{ino, kExtentData, off}; }
+}  // namespace
+
+// Position a cursor on the first EXTENT_DATA item of `ino` that may overlap `start`.
+static Status seek_extents(Cursor& c, uint64_t ino, uint64_t start) {
+  RETURN_IF_ERROR(c.seek_last_le(ed_key(ino, start)));
+  if (!c.valid() || c.key().objectid != ino || c.key().type != kExtentData) RETURN_IF_ERROR(c.seek(ed_key(ino, start)));
+  return Status::Ok();
+}
+
+Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out) {
+  BTree fs = e_.tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(seek_extents(c, ino, start));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.objectid != ino || k.type != kExtentData || k.offset >= end) break;
+    ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
+    if (fe.type == kFileExtentInline) continue;
+    const uint64_t iend = k.offset + fe.num_bytes;
+    if (iend <= start) continue;
+    const uint64_t s = std::max(start, k.offset), e = std::min(end, iend);
+    const bool has_data = fe.type == kFileExtentRegular && fe.disk_bytenr != 0;
+    out->push_back(Piece{s, e - s, has_data ? fe.disk_bytenr + fe.offset + (s - k.offset) : 0});
+  }
+  return c.status();
+}
+
+Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
+                               const uint8_t* csums, const std::vector<bool>& present) {
+  const size_t cs = e_.csum_size();
+  std::vector<uint64_t> copies;
+  {
+    std::lock_guard lk(e_.mutex());
+    ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
+  }
+  Status st = e_.device().read(copies[0], out, len);
+  if (!st.ok()) stats_.read_errors++;
+  std::vector<uint8_t> alt(kBlock);
+  for (uint64_t s = 0; s < len; s += kBlock) {
+    const uint64_t idx = s / kBlock;
+    if (st.ok() && (!present[idx] || csum_verify(e_.csum_type(), out + s, kBlock, csums + idx * cs))) continue;
+    if (st.ok()) stats_.csum_errors++;
+    // Another copy (DUP) may hold the good bytes.
+    bool repaired = false;
+    for (size_t k = 1; k < copies.size() && !repaired; k++) {
+      if (!e_.device().read(copies[k] + s, alt.data(), kBlock).ok()) continue;
+      if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
+      std::memcpy(out + s, alt.data(), kBlock);
+      repaired = true;
+      if (!e_.read_only() && e_.device().write(copies[0] + s, alt.data(), kBlock).ok()) stats_.corrected++;
+    }
+    if (repaired) continue;
+    stats_.uncorrectable++;
+    syslog(LOG_ERR, "cairn: %s: inode %llu offset %llu: %s", e_.device().name().c_str(),
+           static_cast<unsigned long long>(ino), static_cast<unsigned long long>(file_off + s),
+           st.ok() ? "checksum mismatch" : st.message().c_str());
+    std::fprintf(stderr, "cairn: %s: inode %llu offset %llu: %s\n", e_.device().name().c_str(),
+                 static_cast<unsigned long long>(ino), static_cast<unsigned long long>(file_off + s),
+                 st.ok() ? "checksum mismatch, returning EIO" : st.message().c_str());
+    return Status::IoError("checksum mismatch");
+  }
+  return Status::Ok();
+}
+
+Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
+  std::vector<Piece> pieces;
+  uint64_t size;
+  {
+    std::lock_guard lk(e_.mutex());
+    size = in.item.size;
+    if (off >= size) return size_t(0);
+    len = size_t(std::min<uint64_t>(len, size - off));
+    RETURN_IF_ERROR(map_locked(in.ino, down(off), up(off + len), &pieces));
+  }
+  std::memset(out, 0, len);
+  std::vector<uint8_t> buf;
+  for (const Piece& p : pieces) {
+    if (!p.disk) continue;
+    // Whole blocks: a checksum covers a block, so verify before copying any of it.
+    std::vector<uint8_t> sums;
+    std::vector<bool> present;
+    const uint64_t nblocks = p.len / kBlock;
+    {
+      std::lock_guard lk(e_.mutex());
+      RETURN_IF_ERROR(e_.lookup_csums(p.disk, nblocks, &sums, &present));
+    }
+    buf.resize(p.len);
+    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present));
+    const uint64_t s = std::max<uint64_t>(p.file_off, off), e = std::min<uint64_t>(p.file_off + p.len, off + len);
+    if (s < e) std::memcpy(out + (s - off), buf.data() + (s - p.file_off), e - s);
+  }
+  stats_.bytes_read += len;
+  return len;
+}
+
+Status FileData::drop_extents_locked(Inode& in, uint64_t start, uint64_t end) {
+  BTree fs = e_.tree(kFsTreeId);
+  for (;;) {
+    Cursor c = fs.cursor();
+    RETURN_IF_ERROR(seek_extents(c, in.ino, start));
+    std::optional<Key> hit;
+    FileExtent fe;
+    for (; c.valid(); c.advance()) {
+      const Key& k = c.key();
+      if (k.objectid != in.ino || k.type != kExtentData || k.offset >= end) break;
+      ASSIGN_OR_RETURN(fe, FileExtent::decode(c.data()));
+      if (k.offset + fe.num_bytes > start) {
+        hit = k;
+        break;
+      }
+    }
+    RETURN_IF_ERROR(c.status());
+    if (!hit) return Status::Ok();
+    const uint64_t kofs = hit->offset, iend = kofs + fe.num_bytes;
+    const bool counted = fe.type != kFileExtentInline && fe.disk_bytenr != 0;
+    const uint64_t ref_base = kofs - fe.offset;  // back reference offset, unchanged by trimming
+    if (kofs < start) {
+      FileExtent left = fe;
+      left.num_bytes = start - kofs;
+      RETURN_IF_ERROR(fs.update(*hit, left.encode()));
+      if (iend > end) {
+        FileExtent right = fe;
+        right.offset = fe.offset + (end - kofs);
+        right.num_bytes = iend - end;
+        RETURN_IF_ERROR(fs.insert(ed_key(in.ino, end), right.encode()));
+        if (counted) RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, ref_base));
+        if (counted) in.item.nbytes -= end - start;
+      } else if (counted) {
+        in.item.nbytes -= iend - start;
+      }
+    } else {
+      RETURN_IF_ERROR(fs.remove(*hit));
+      if (iend > end) {
+        FileExtent right = fe;
+        right.offset = fe.offset + (end - kofs);
+        right.num_bytes = iend - end;
+        RETURN_IF_ERROR(fs.insert(ed_key(in.ino, end), right.encode()));
+        if (counted) in.item.nbytes -= end - kofs;
+      } else {
+        if (counted) {
+          RETURN_IF_ERROR(e_.drop_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, ref_base));
+          in.item.nbytes -= fe.num_bytes;
+        }
+      }
+    }
+    in.dirty = true;
+  }
+}
+
+Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data) {
+  const uint64_t len = data.size();
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  {
+    std::lock_guard lk(e_.mutex());
+    RETURN_IF_ERROR(e_.reserve_metadata(16 + len / (1 << 20)));
+    for (uint64_t got = 0; got < len;) {
+      auto r = e_.alloc_data(kBlock, len - got);
+      if (!r.ok()) {
+        for (auto& [b, l] : pieces) e_.release_unused_data(b, l);
+        return r.status();
+      }
+      pieces.push_back(r.value());
+      got += r->second;
+    }
+  }
+  // Data and checksums, outside the engine lock.
+  const size_t cs = e_.csum_size();
+  std::vector<uint8_t> sums(len / kBlock * cs);
+  csum_sectors(e_.csum_type(), data.data(), len, kBlock, sums.data());
+  Status io;
+  uint64_t done = 0;
+  for (auto& [b, l] : pieces) {
+    std::vector<uint64_t> copies;
+    {
+      std::lock_guard lk(e_.mutex());
+      auto m = e_.chunk_map().map(b, l);
+      if (!m.ok()) io = m.status();
+      else copies = m.value();
+    }
+    for (uint64_t phys : copies) {
+      if (!io.ok()) break;
+      io = e_.device().write(phys, data.data() + done, l);
+    }
+    done += l;
+  }
+  std::lock_guard lk(e_.mutex());
+  if (!io.ok()) {
+    stats_.write_errors++;
+    e_.dev_stats().write_errors++;
+    e_.note_stats_changed();
+    for (auto& [b, l] : pieces) e_.release_unused_data(b, l);
+    return Status::IoError("write failed: " + io.message());
+  }
+  Status st = [&]() -> Status {
+    RETURN_IF_ERROR(drop_extents_locked(in, start, start + len));
+    BTree fs = e_.tree(kFsTreeId);
+    uint64_t at = 0;
+    for (auto& [b, l] : pieces) {
+      FileExtent fe;
+      fe.generation = e_.transid();
+      fe.ram_bytes = l;
+      fe.type = kFileExtentRegular;
+      fe.disk_bytenr = b;
+      fe.disk_num_bytes = l;
+      fe.offset = 0;
+      fe.num_bytes = l;
+      RETURN_IF_ERROR(fs.insert(ed_key(in.ino, start + at), fe.encode()));
+      RETURN_IF_ERROR(e_.add_data_extent(b, l, kFsTreeId, in.ino, start + at));
+      RETURN_IF_ERROR(e_.insert_csums(b, sums.data() + at / kBlock * cs, l / kBlock));
+      at += l;
+    }
+    in.item.nbytes += len;
+    in.dirty = true;
+    return Status::Ok();
+  }();
+  if (!st.ok()) e_.abort(st);
+  stats_.bytes_written += len;
+  return st;
+}
+
+Result<size_t> FileData::write(Inode& in, uint64_t off, const char* buf, size_t len) {
+  if (len == 0) return size_t(0);
+  if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
+  const uint64_t start = down(off), end = up(off + len);
+  std::vector<uint8_t> block(end - start, 0);
+  // Partial first and last blocks keep their old bytes around the new ones.
+  if (off != start) RETURN_IF_ERROR(read(in, start, kBlock, reinterpret_cast<char*>(block.data())).status());
+  if ((off + len) % kBlock && (end - kBlock != start || off == start))
+    RETURN_IF_ERROR(read(in, end - kBlock, kBlock, reinterpret_cast<char*>(block.data() + (end - kBlock - start))).status());
+  std::memcpy(block.data() + (off - start), buf, len);
+  RETURN_IF_ERROR(write_blocks(in, start, block));
+  std::lock_guard lk(e_.mutex());
+  if (off + len > in.item.size) in.item.size = off + len;
+  in.dirty = true;
+  return len;
+}
+
+Status FileData::truncate(Inode& in, uint64_t new_size) {
+  if (new_size > kMaxFileOffset) return Status::Error(EFBIG, "file too large");
+  uint64_t size;
+  {
+    std::lock_guard lk(e_.mutex());
+    size = in.item.size;
+  }
+  if (new_size < size) {
+    // Zero the tail of the new last block, so a later extension reads zeros.
+    if (new_size % kBlock) {
+      std::vector<uint8_t> block(kBlock, 0);
+      RETURN_IF_ERROR(read(in, down(new_size), kBlock, reinterpret_cast<char*>(block.data())).status());
+      std::memset(block.data() + new_size % kBlock, 0, kBlock - new_size % kBlock);
+      std::vector<Piece> pieces;
+      {
+        std::lock_guard lk(e_.mutex());
+        RETURN_IF_ERROR(map_locked(in.ino, down(new_size), up(new_size), &pieces));
+      }
+      bool has_data = false;
+      for (auto& p : pieces) has_data |= p.disk != 0;
+      if (has_data) RETURN_IF_ERROR(write_blocks(in, down(new_size), block));
+    }
+    std::lock_guard lk(e_.mutex());
+    RETURN_IF_ERROR(e_.reserve_metadata(16));
+    Status st = drop_extents_locked(in, up(new_size), kMaxFileOffset);
+    if (!st.ok()) {
+      e_.abort(st);
+      return st;
+    }
+  }
+  std::lock_guard lk(e_.mutex());
+  in.item.size = new_size;
+  in.dirty = true;
+  return Status::Ok();
+}
+
+Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size) {
+  if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
+  const uint64_t start = down(off), end = up(off + len);
+  std::lock_guard lk(e_.mutex());
+  RETURN_IF_ERROR(e_.reserve_metadata(16));
+  std::vector<Piece> pieces;
+  RETURN_IF_ERROR(map_locked(in.ino, start, end, &pieces));
+  // Holes are the gaps between mapped pieces (prealloc pieces count as mapped).
+  std::vector<std::pair<uint64_t, uint64_t>> holes;
+  uint64_t pos = start;
+  for (auto& p : pieces) {
+    if (p.file_off > pos) holes.push_back({pos, p.file_off - pos});
+    pos = std::max(pos, p.file_off + p.len);
+  }
+  if (pos < end) holes.push_back({pos, end - pos});
+  uint64_t need = 0;
+  for (auto& h : holes) need += h.second;
+  if (need > e_.allocator().data_available()) return Status::NoSpace("not enough free space");
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> got;  // file offset, bytenr, len
+  for (auto& [hs, hl] : holes) {
+    for (uint64_t done = 0; done < hl;) {
+      auto r = e_.alloc_data(kBlock, hl - done);
+      if (!r.ok()) {
+        for (auto& [f, b, l] : got) e_.release_unused_data(b, l);
+        return r.status();
+      }
+      got.emplace_back(hs + done, r->first, r->second);
+      done += r->second;
+    }
+  }
+  Status st = [&]() -> Status {
+    BTree fs = e_.tree(kFsTreeId);
+    for (auto& [f, b, l] : got) {
+      FileExtent fe;
+      fe.generation = e_.transid();
+      fe.ram_bytes = l;
+      fe.type = kFileExtentPrealloc;
+      fe.disk_bytenr = b;
+      fe.disk_num_bytes = l;
+      fe.num_bytes = l;
+      RETURN_IF_ERROR(fs.insert(ed_key(in.ino, f), fe.encode()));
+      RETURN_IF_ERROR(e_.add_data_extent(b, l, kFsTreeId, in.ino, f));
+      in.item.nbytes += l;
+    }
+    return Status::Ok();
+  }();
+  if (!st.ok()) {
+    e_.abort(st);
+    return st;
+  }
+  if (!keep_size && off + len > in.item.size) in.item.size = off + len;
+  in.dirty = true;
+  return Status::Ok();
+}
+
+Status FileData::punch_hole(Inode& in, uint64_t off, uint64_t len) {
+  uint64_t size;
+  {
+    std::lock_guard lk(e_.mutex());
+    size = in.item.size;
+  }
+  const uint64_t end = std::min(off + len, std::max(size, up(size)));
+  if (off >= end) return Status::Ok();
+  // Partial blocks at either edge are rewritten with zeros in the range.
+  auto zero_partial = [&](uint64_t bstart, uint64_t zs, uint64_t ze) -> Status {
+    std::vector<Piece> pieces;
+    {
+      std::lock_guard lk(e_.mutex());
+      RETURN_IF_ERROR(map_locked(in.ino, bstart, bstart + kBlock, &pieces));
+    }
+    bool has_data = false;
+    for (auto& p : pieces) has_data |= p.disk != 0;
+    if (!has_data) return Status::Ok();
+    std::vector<uint8_t> block(kBlock, 0);
+    RETURN_IF_ERROR(read(in, bstart, kBlock, reinterpret_cast<char*>(block.data())).status());
+    std::memset(block.data() + (zs - bstart), 0, ze - zs);
+    return write_blocks(in, bstart, block);
+  };
+  const uint64_t a = up(off), b = down(end);
+  if (a > b) return zero_partial(down(off), off, end);  // inside one block
+  if (off < a) RETURN_IF_ERROR(zero_partial(down(off), off, a));
+  if (end > b && b >= a) RETURN_IF_ERROR(zero_partial(b, b, end));
+  if (a < b) {
+    std::lock_guard lk(e_.mutex());
+    RETURN_IF_ERROR(e_.reserve_metadata(16));
+    Status st = drop_extents_locked(in, a, b);
+    if (!st.ok()) {
+      e_.abort(st);
+      return st;
+    }
+  }
+  return Status::Ok();
+}
+
+Status FileData::zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_size) {
+  RETURN_IF_ERROR(punch_hole(in, off, len));
+  const uint64_t a = up(off), b = down(off + len);
+  if (a < b) RETURN_IF_ERROR(preallocate(in, a, b - a, true));
+  std::lock_guard lk(e_.mutex());
+  if (!keep_size && off + len > in.item.size) {
+    in.item.size = off + len;
+    in.dirty = true;
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> FileData::seek(Inode& in, uint64_t off, int whence) {
+  std::lock_guard lk(e_.mutex());
+  const uint64_t size = in.item.size;
+  if (off >= size) return Status::Error(ENXIO, "offset beyond the end of the file");
+  std::vector<Piece> pieces;
+  RETURN_IF_ERROR(map_locked(in.ino, down(off), kMaxFileOffset, &pieces));
+  if (whence == SEEK_DATA) {
+    for (auto& p : pieces)
+      if (p.disk && p.file_off + p.len > off) {
+        uint64_t r = std::max(off, p.file_off);
+        if (r >= size) break;
+        return r;
+      }
+    return Status::Error(ENXIO, "no data after the offset");
+  }
+  uint64_t pos = off;
+  for (auto& p : pieces) {
+    if (!p.disk || p.file_off + p.len <= pos) continue;
+    if (p.file_off > pos) break;
+    pos = p.file_off + p.len;
+  }
+  return std::min(pos, size);
+}
+
+Status FileData::drop_all_locked(Inode& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }
+
+Status FileData::set_inline_locked(Inode& in, const std::string& data) {
+  FileExtent fe;
+  fe.generation = e_.transid();
+  fe.type = kFileExtentInline;
+  fe.ram_bytes = data.size();
+  fe.inline_data.assign(data.begin(), data.end());
+  Bytes enc = fe.encode();
+  if (enc.size() > e_.tree(kFsTreeId).max_item_size()) return Status::Error(ENAMETOOLONG, "symlink target too long");
+  return e_.tree(kFsTreeId).upsert(ed_key(in.ino, 0), enc);
+}
+
+Result<std::string> FileData::get_inline_locked(uint64_t ino) {
+  ASSIGN_OR_RETURN(Bytes b, e_.tree(kFsTreeId).lookup(ed_key(ino, 0)));
+  ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(b));
+  if (fe.type != kFileExtentInline) return Status::Corruption("symlink without an inline target");
+  return std::string(fe.inline_data.begin(), fe.inline_data.end());
+}
+
+}  // namespace cairn

@@ -1,0 +1,69 @@
+#pragma once
+// FileData: the data path of regular files (docs/design.md, "Data path").
+//
+// This is the boundary between file semantics and how bytes reach the
+// device. Every write is copy-on-write: the affected 4 KiB blocks go to a
+// newly allocated extent with a checksum per block, and then the file's
+// EXTENT_DATA items are switched over to it; a read verifies every block
+// against its checksum and returns EIO rather than bytes that fail (with
+// DUP data, the good copy, rewriting the bad one).
+//
+// Locking contract: callers hold the inode's io_lock (shared for read and
+// seek, exclusive for everything else) and NOT the engine mutex; FileData
+// takes the engine mutex only to map or record extents, never across
+// device I/O. Functions named *_locked require the engine mutex instead.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "tree/engine.h"
+#include "vfs/inode.h"
+
+namespace cairn {
+
+struct DataStats {
+  std::atomic<uint64_t> bytes_read{0}, bytes_written{0};
+  std::atomic<uint64_t> csum_errors{0}, corrected{0}, uncorrectable{0}, read_errors{0}, write_errors{0};
+};
+
+class FileData {
+ public:
+  explicit FileData(Engine& e) : e_(e) {}
+
+  Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out);
+  // Writes and updates size, nbytes, mtime and ctime.
+  Result<size_t> write(Inode& in, uint64_t off, const char* buf, size_t len);
+  Status truncate(Inode& in, uint64_t new_size);
+  // fallocate modes: reserve space (prealloc extents), punch, zero.
+  Status preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size);
+  Status punch_hole(Inode& in, uint64_t off, uint64_t len);
+  Status zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_size);
+  // SEEK_DATA / SEEK_HOLE; ENXIO past the data or the end.
+  Result<uint64_t> seek(Inode& in, uint64_t off, int whence);
+
+  // Engine mutex held: drop every extent of a file being deleted.
+  Status drop_all_locked(Inode& in);
+  // Engine mutex held: symlink targets live in an inline extent at offset 0.
+  Status set_inline_locked(Inode& in, const std::string& data);
+  Result<std::string> get_inline_locked(uint64_t ino);
+
+  DataStats& stats() { return stats_; }
+
+ private:
+  struct Piece {
+    uint64_t file_off, len;
+    uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
+  };
+  Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
+  Status drop_extents_locked(Inode& in, uint64_t start, uint64_t end);
+  // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
+  Status write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data);
+  Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
+                       const uint8_t* csums, const std::vector<bool>& present);
+
+  Engine& e_;
+  DataStats stats_;
+};
+
+}  // namespace cairn

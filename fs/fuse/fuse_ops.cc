@@ -1,0 +1,382 @@
+#include "fuse/fuse_ops.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <fcntl.h>
+
+#include <cstring>
+#include <vector>
+
+namespace cairn {
+
+namespace {
+
+// FUSE calls the root 1; the fs tree calls it 256 (kFirstInode).
+uint64_t in_ino(fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? kFirstInode : ino; }
+fuse_ino_t out_ino(uint64_t ino) { return ino == kFirstInode ? FUSE_ROOT_ID : ino; }
+
+FuseContext& ctx(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
+Filesystem& fsys(fuse_req_t req) { return *ctx(req).fs; }
+
+int errno_of(const Status& st) {
+  int e = st.code();
+  if (e == EUCLEAN) return EIO;  // corruption reaches applications as EIO
+  return e > 0 ? e : EIO;
+}
+
+void reply_err(fuse_req_t req, const Status& st) { fuse_reply_err(req, errno_of(st)); }
+
+struct stat to_stat(uint64_t ino, const InodeItem& it) {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = ino;
+  st.st_mode = it.mode;
+  st.st_nlink = it.nlink;
+  st.st_uid = it.uid;
+  st.st_gid = it.gid;
+  st.st_rdev = it.rdev;
+  st.st_size = off_t(it.size);
+  st.st_blksize = 4096;
+  st.st_blocks = blkcnt_t(it.nbytes / 512);
+  st.st_atim = {it.atime.sec, long(it.atime.nsec)};
+  st.st_mtim = {it.mtime.sec, long(it.mtime.nsec)};
+  st.st_ctim = {it.ctime.sec, long(it.ctime.nsec)};
+  return st;
+}
+
+fuse_entry_param to_entry(fuse_req_t req, const Entry& e) {
+  fuse_entry_param p;
+  std::memset(&p, 0, sizeof p);
+  p.ino = out_ino(e.ino);
+  p.generation = e.generation;
+  p.attr = to_stat(e.ino, e.attr);
+  p.attr_timeout = ctx(req).attr_timeout;
+  p.entry_timeout = ctx(req).entry_timeout;
+  return p;
+}
+
+void reply_entry(fuse_req_t req, const Result<Entry>& r) {
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_entry_param p = to_entry(req, r.value());
+  fuse_reply_entry(req, &p);
+}
+
+Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid, c->umask};
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto* c = static_cast<FuseContext*>(userdata);
+  // The kernel enforces ACLs; we inherit default ACLs and apply the umask ourselves.
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+  conn->want &= ~unsigned(FUSE_CAP_WRITEBACK_CACHE);
+  conn->max_write = unsigned(c->max_write);
+  conn->max_readahead = 1 << 20;
+}
+
+void op_destroy(void*) {}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto r = fsys(req).lookup(in_ino(parent), name);
+  if (!r.ok() && r.status().is_not_found()) {
+    // A negative entry the kernel may cache: all changes pass through it.
+    fuse_entry_param p;
+    std::memset(&p, 0, sizeof p);
+    p.entry_timeout = ctx(req).entry_timeout;
+    fuse_reply_entry(req, &p);
+    return;
+  }
+  reply_entry(req, r);
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  fsys(req).forget(in_ino(ino), n);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; i++) fsys(req).forget(in_ino(forgets[i].ino), forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto r = fsys(req).getattr(in_ino(ino));
+  if (!r.ok()) return reply_err(req, r.status());
+  struct stat st = to_stat(in_ino(ino), r.value());
+  fuse_reply_attr(req, &st, ctx(req).attr_timeout);
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  SetAttr sa;
+  sa.mode = to_set & FUSE_SET_ATTR_MODE;
+  sa.uid = to_set & FUSE_SET_ATTR_UID;
+  sa.gid = to_set & FUSE_SET_ATTR_GID;
+  sa.size = to_set & FUSE_SET_ATTR_SIZE;
+  sa.atime = to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW);
+  sa.mtime = to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW);
+  sa.atime_now = to_set & FUSE_SET_ATTR_ATIME_NOW;
+  sa.mtime_now = to_set & FUSE_SET_ATTR_MTIME_NOW;
+  sa.ctime = to_set & FUSE_SET_ATTR_CTIME;
+  sa.new_mode = attr->st_mode;
+  sa.new_uid = attr->st_uid;
+  sa.new_gid = attr->st_gid;
+  sa.new_size = uint64_t(attr->st_size);
+  sa.new_atime = {attr->st_atim.tv_sec, uint32_t(attr->st_atim.tv_nsec)};
+  sa.new_mtime = {attr->st_mtim.tv_sec, uint32_t(attr->st_mtim.tv_nsec)};
+  sa.new_ctime = {attr->st_ctim.tv_sec, uint32_t(attr->st_ctim.tv_nsec)};
+  auto r = fsys(req).setattr(in_ino(ino), sa);
+  if (!r.ok()) return reply_err(req, r.status());
+  struct stat st = to_stat(in_ino(ino), r.value());
+  fuse_reply_attr(req, &st, ctx(req).attr_timeout);
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  auto r = fsys(req).readlink(in_ino(ino));
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_reply_readlink(req, r->c_str());
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  reply_entry(req, fsys(req).mknod(in_ino(parent), name, mode, rdev, caller_of(req)));
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  reply_entry(req, fsys(req).mkdir(in_ino(parent), name, mode, caller_of(req)));
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  reply_entry(req, fsys(req).symlink(in_ino(parent), name, target, caller_of(req)));
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  reply_entry(req, fsys(req).link(in_ino(ino), in_ino(newparent), newname));
+}
+
+void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : errno_of(st)); }
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) { reply_status(req, fsys(req).unlink(in_ino(parent), name)); }
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) { reply_status(req, fsys(req).rmdir(in_ino(parent), name)); }
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+               unsigned int flags) {
+  reply_status(req, fsys(req).rename(in_ino(parent), name, in_ino(newparent), newname, flags));
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status st = fsys(req).open(in_ino(ino), (fi->flags & O_TRUNC) != 0);
+  if (!st.ok()) return reply_err(req, st);
+  // Every change passes through this kernel, so its page cache stays valid across opens.
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) fsys(req).release(in_ino(ino));
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto r = fsys(req).mknod(in_ino(parent), name, S_IFREG | (mode & 07777), 0, caller_of(req));
+  if (!r.ok()) return reply_err(req, r.status());
+  Status st = fsys(req).open(r->ino, false);
+  if (!st.ok()) {
+    fsys(req).forget(r->ino, 1);
+    return reply_err(req, st);
+  }
+  fi->keep_cache = 1;
+  fuse_entry_param p = to_entry(req, r.value());
+  if (fuse_reply_create(req, &p, fi) != 0) {
+    fsys(req).release(r->ino);
+    fsys(req).forget(r->ino, 1);
+  }
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  std::vector<char> buf(size);
+  auto r = fsys(req).read(in_ino(ino), uint64_t(off), size, buf.data());
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_reply_buf(req, buf.data(), r.value());
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
+  auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size);
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_reply_write(req, r.value());
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  fsys(req).release(in_ino(ino));
+  fuse_reply_err(req, 0);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  reply_status(req, fsys(req).fsync(in_ino(ino), datasync != 0));
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = fsys(req).getattr(in_ino(ino));
+  if (!r.ok()) return reply_err(req, r.status());
+  if (!S_ISDIR(r->mode)) return void(fuse_reply_err(req, ENOTDIR));
+  fi->cache_readdir = 0;
+  fuse_reply_open(req, fi);
+}
+
+void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  std::vector<char> buf(size);
+  size_t used = 0;
+  Status st = fsys(req).readdir(in_ino(ino), uint64_t(off), plus, [&](const DirEntryOut& e) {
+    size_t need;
+    if (plus) {
+      fuse_entry_param p = to_entry(req, e.entry);
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, off_t(e.next_offset));
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof st);
+      st.st_ino = e.ino;
+      st.st_mode = uint32_t(e.type) << 12;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st, off_t(e.next_offset));
+    }
+    if (need > size - used) return false;
+    used += need;
+    return true;
+  });
+  if (!st.ok() && used == 0) return reply_err(req, st);
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  readdir_common(req, ino, size, off, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  readdir_common(req, ino, size, off, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  reply_status(req, fsys(req).fsync(in_ino(ino), datasync != 0));
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  FsStats s = fsys(req).statfs();
+  struct statvfs v;
+  std::memset(&v, 0, sizeof v);
+  v.f_bsize = s.block_size;
+  v.f_frsize = s.block_size;
+  v.f_blocks = s.total_bytes / s.block_size;
+  v.f_bfree = s.free_bytes / s.block_size;
+  v.f_bavail = s.avail_bytes / s.block_size;
+  v.f_files = s.files;
+  v.f_ffree = s.files_free;
+  v.f_favail = s.files_free;
+  v.f_namemax = s.name_max;
+  fuse_reply_statfs(req, &v);
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  reply_status(req, fsys(req).setxattr(in_ino(ino), name, Bytes(value, value + size), flags));
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto r = fsys(req).getxattr(in_ino(ino), name);
+  if (!r.ok()) return reply_err(req, r.status());
+  if (size == 0) return void(fuse_reply_xattr(req, r->size()));
+  if (r->size() > size) return void(fuse_reply_err(req, ERANGE));
+  fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto r = fsys(req).listxattr(in_ino(ino));
+  if (!r.ok()) return reply_err(req, r.status());
+  std::string all;
+  for (auto& n : r.value()) {
+    all += n;
+    all.push_back('\0');
+  }
+  if (size == 0) return void(fuse_reply_xattr(req, all.size()));
+  if (all.size() > size) return void(fuse_reply_err(req, ERANGE));
+  fuse_reply_buf(req, all.data(), all.size());
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  reply_status(req, fsys(req).removexattr(in_ino(ino), name));
+}
+
+void op_access(fuse_req_t req, fuse_ino_t ino, int) {
+  // default_permissions makes the kernel check modes and ACLs; existence is ours.
+  auto r = fsys(req).getattr(in_ino(ino));
+  reply_status(req, r.status());
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
+  if (off < 0 || len <= 0) return void(fuse_reply_err(req, EINVAL));
+  reply_status(req, fsys(req).fallocate(in_ino(ino), mode, uint64_t(off), uint64_t(len)));
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  if (off < 0) return void(fuse_reply_err(req, EINVAL));
+  auto r = fsys(req).lseek(in_ino(ino), uint64_t(off), whence);
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_reply_lseek(req, off_t(r.value()));
+}
+
+void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
+                        off_t off_out, fuse_file_info*, size_t len, int flags) {
+  if (flags != 0) return void(fuse_reply_err(req, EINVAL));
+  auto r = fsys(req).copy_file_range(in_ino(ino_in), uint64_t(off_in), in_ino(ino_out), uint64_t(off_out), len);
+  if (!r.ok()) return reply_err(req, r.status());
+  fuse_reply_write(req, r.value());
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops o;
+  std::memset(&o, 0, sizeof o);
+  o.init = op_init;
+  o.destroy = op_destroy;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.symlink = op_symlink;
+  o.link = op_link;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.rename = op_rename;
+  o.open = op_open;
+  o.create = op_create;
+  o.read = op_read;
+  o.write = op_write;
+  o.flush = op_flush;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  o.access = op_access;
+  o.fallocate = op_fallocate;
+  o.lseek = op_lseek;
+  o.copy_file_range = op_copy_file_range;
+  return o;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& cairn_fuse_ops() {
+  static const fuse_lowlevel_ops ops = make_ops();
+  return ops;
+}
+
+}  // namespace cairn

@@ -1,0 +1,247 @@
+// cairn: mount a Cairn image with FUSE.
+//
+//   cairn IMAGE MOUNTPOINT [-o opts] [-f] [-d] [-s]
+//   mount -t fuse.cairn IMAGE MOUNTPOINT -o opts      (through mount.fuse3)
+//
+// The image is opened, locked and fully validated before anything is
+// mounted, so a damaged or foreign image is refused with a message instead
+// of producing a mount that fails later.
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cairn_version.h"
+#include "fuse/fuse_ops.h"
+#include "util/size_parse.h"
+
+using namespace cairn;
+
+namespace {
+
+struct Options {
+  std::string image;
+  bool have_mountpoint = false;
+  bool read_only = false;
+  unsigned commit_seconds = 5;
+  uint64_t cache_bytes = 256ULL << 20;
+  bool default_permissions = true;
+  bool user_fsname = false, user_subtype = false;
+  bool help = false, version = false;
+  std::string error;
+};
+
+// Options that belong to mount(8) or fstab and mean nothing to FUSE.
+bool ignorable_mount_option(const std::string& o) {
+  static const char* kIgnored[] = {"rw", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users",
+                                   "nouser", "exec", "noexec", "dev", "nodev", "suid", "nosuid", "atime",
+                                   "noatime", "relatime", "strictatime", "nodiratime", "diratime", "async", "sync"};
+  for (const char* i : kIgnored)
+    if (o == i) return true;
+  return o.rfind("x-", 0) == 0 || o.rfind("comment=", 0) == 0;
+}
+
+int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
+  (void)outargs;
+  auto* o = static_cast<Options*>(data);
+  std::string a(arg);
+  if (key == FUSE_OPT_KEY_NONOPT) {
+    if (o->image.empty()) {
+      o->image = a;
+      return 0;
+    }
+    if (!o->have_mountpoint) {
+      o->have_mountpoint = true;
+      return 1;  // fuse_parse_cmdline takes the mount point
+    }
+    o->error = "unexpected argument '" + a + "'";
+    return -1;
+  }
+  if (key == FUSE_OPT_KEY_OPT) {
+    if (a == "-h" || a == "--help") { o->help = true; return 0; }
+    if (a == "-V" || a == "--version") { o->version = true; return 0; }
+    if (a == "ro") { o->read_only = true; return 1; }
+    if (a.rfind("commit=", 0) == 0) {
+      char* end;
+      unsigned long v = std::strtoul(a.c_str() + 7, &end, 10);
+      if (*end || v == 0 || v > 86400) { o->error = "commit= wants seconds from 1 to 86400"; return -1; }
+      o->commit_seconds = unsigned(v);
+      return 0;
+    }
+    if (a.rfind("cache=", 0) == 0) {
+      auto v = parse_size(a.substr(6));
+      if (!v || *v < (4u << 20)) { o->error = "cache= wants a size of at least 4M"; return -1; }
+      o->cache_bytes = *v;
+      return 0;
+    }
+    if (a == "default_permissions") { o->default_permissions = true; return 0; }
+    if (a == "nodefault_permissions") { o->default_permissions = false; return 0; }
+    if (a.rfind("fsname=", 0) == 0) o->user_fsname = true;
+    if (a.rfind("subtype=", 0) == 0) o->user_subtype = true;
+    if (ignorable_mount_option(a)) return 0;
+    return 1;
+  }
+  return 1;
+}
+
+void usage(const char* prog) {
+  std::cout << "usage: " << prog << " IMAGE MOUNTPOINT [options]\n\n"
+            << "Mount the Cairn filesystem in IMAGE (a file or block device) at MOUNTPOINT.\n\n"
+            << "Cairn options:\n"
+            << "    -o ro                  mount read-only\n"
+            << "    -o commit=SECONDS      commit interval (default 5)\n"
+            << "    -o cache=SIZE          memory for the daemon's caches (default 256M)\n"
+            << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
+            << "    -o allow_other         let other users access the mount\n"
+            << "    -f                     stay in the foreground\n"
+            << "    -d                     debug output (implies -f)\n"
+            << "    -s                     single-threaded\n"
+            << "    -h, --help             this text\n"
+            << "    -V, --version          print the version\n\n"
+            << "FUSE options:\n";
+  fuse_cmdline_help();
+  fuse_lowlevel_help();
+}
+
+// The periodic commit: a transaction every `seconds`, so at most that much
+// work is lost to a crash (fsync'ed data never is).
+class Committer {
+ public:
+  Committer(Filesystem* fs, unsigned seconds) : fs_(fs), seconds_(seconds) {}
+  void start() { t_ = std::thread([this] { run(); }); }
+  void stop() {
+    {
+      std::lock_guard lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (t_.joinable()) t_.join();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lk(mu_);
+    while (!cv_.wait_for(lk, std::chrono::seconds(seconds_), [this] { return stop_; })) {
+      lk.unlock();
+      Status st = fs_->sync();
+      if (!st.ok()) std::cerr << "cairn: periodic commit failed: " << st.message() << "\n";
+      lk.lock();
+    }
+  }
+  Filesystem* fs_;
+  unsigned seconds_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread t_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fuse_args args = FUSE_ARGS_INIT(argc, argv);
+  Options o;
+  static const fuse_opt no_specs[] = {FUSE_OPT_END};
+  if (fuse_opt_parse(&args, &o, no_specs, opt_proc) != 0) {
+    std::cerr << "cairn: " << (o.error.empty() ? "bad arguments" : o.error) << "\n";
+    return 2;
+  }
+  if (o.help) {
+    usage(argv[0]);
+    return 0;
+  }
+  if (o.version) {
+    std::cout << "cairn " << CAIRN_VERSION_STRING << " (FUSE " << fuse_pkgversion() << ")\n";
+    return 0;
+  }
+  if (o.image.empty() || !o.have_mountpoint) {
+    std::cerr << "cairn: usage: cairn IMAGE MOUNTPOINT [-o options]  (--help for more)\n";
+    return 2;
+  }
+  char abs_image[PATH_MAX];
+  if (!realpath(o.image.c_str(), abs_image)) {
+    std::cerr << "cairn: " << o.image << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  // Defaults that the command line may override (fsname, subtype).
+  std::string extra = "-o";
+  std::string optstr;
+  auto add = [&](const std::string& s) { optstr += (optstr.empty() ? "" : ",") + s; };
+  if (!o.user_fsname) add(std::string("fsname=") + abs_image);
+  if (!o.user_subtype) add("subtype=cairn");
+  if (o.default_permissions) add("default_permissions");
+  fuse_opt_insert_arg(&args, 1, optstr.c_str());
+  fuse_opt_insert_arg(&args, 1, "-o");
+
+  fuse_cmdline_opts cmd;
+  if (fuse_parse_cmdline(&args, &cmd) != 0) return 2;
+  if (!cmd.mountpoint) {
+    std::cerr << "cairn: no mount point given\n";
+    return 2;
+  }
+
+  // Open, lock and validate the image before mounting anything.
+  FileDeviceOptions dopts;
+  dopts.read_only = o.read_only;
+  dopts.exclusive_lock = true;
+  auto dev = FileDevice::open(abs_image, dopts);
+  if (!dev.ok()) {
+    std::cerr << "cairn: " << dev.status().message() << "\n";
+    return 1;
+  }
+  MountOptions mo;
+  mo.read_only = o.read_only;
+  mo.node_cache_bytes = o.cache_bytes / 2;
+  auto fs = Filesystem::mount(std::move(dev).value(), mo);
+  if (!fs.ok()) {
+    std::cerr << "cairn: cannot mount " << abs_image << ": " << fs.status().message() << "\n";
+    return 1;
+  }
+  FuseContext fctx;
+  fctx.fs = fs.value().get();
+
+  fuse_session* se = fuse_session_new(&args, &cairn_fuse_ops(), sizeof(fuse_lowlevel_ops), &fctx);
+  if (!se) return 1;
+  if (fuse_set_signal_handlers(se) != 0) return 1;
+  if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+    std::cerr << "cairn: cannot mount at " << cmd.mountpoint << "\n";
+    return 1;
+  }
+  fuse_daemonize(cmd.foreground);
+  // Threads start after daemonizing: fork() keeps only the calling thread.
+  Committer committer(fctx.fs, o.commit_seconds);
+  if (!o.read_only) committer.start();
+  int rc;
+  if (cmd.singlethread) {
+    rc = fuse_session_loop(se);
+  } else {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
+    fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads ? cmd.max_threads : 16);
+    fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+    rc = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  }
+  committer.stop();
+  fuse_session_unmount(se);
+  // Unmount: everything the kernel held is released; the final commit
+  // leaves the image clean before the lock is dropped at exit.
+  Status st = fctx.fs->unmount();
+  if (!st.ok()) std::cerr << "cairn: final commit failed: " << st.message() << "\n";
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  free(cmd.mountpoint);
+  fuse_opt_free_args(&args);
+  fs.value().reset();
+  return (rc != 0 || !st.ok()) ? 1 : 0;
+}

@@ -1,0 +1,240 @@
+// Filesystem: mount, the inode table, attributes, sync and unmount.
+#include "vfs/filesystem.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <mutex>
+
+namespace cairn {
+
+Timespec current_time() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return Timespec{ts.tv_sec, uint32_t(ts.tv_nsec)};
+}
+
+uint8_t dtype_of(uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return DT_REG;
+    case S_IFDIR: return DT_DIR;
+    case S_IFLNK: return DT_LNK;
+    case S_IFCHR: return DT_CHR;
+    case S_IFBLK: return DT_BLK;
+    case S_IFIFO: return DT_FIFO;
+    case S_IFSOCK: return DT_SOCK;
+  }
+  return DT_UNKNOWN;
+}
+
+Filesystem::Filesystem(std::unique_ptr<Engine> engine)
+    : engine_(std::move(engine)), data_(std::make_unique<FileData>(*engine_)) {}
+
+Filesystem::~Filesystem() = default;
+
+Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevice> dev, const MountOptions& opts) {
+  EngineOptions eo;
+  eo.read_only = opts.read_only;
+  eo.node_cache_bytes = opts.node_cache_bytes;
+  ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));
+  std::unique_ptr<Filesystem> fs(new Filesystem(std::move(engine)));
+  std::lock_guard lk(fs->engine_->mutex());
+  auto root = fs->get_inode(kFirstInode);
+  if (!root.ok()) return root.status().with_context("reading the root directory");
+  if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
+  if (!opts.read_only) {
+    RETURN_IF_ERROR(fs->process_orphans().with_context("removing orphan inodes"));
+    RETURN_IF_ERROR(fs->engine_->commit());
+  }
+  return fs;
+}
+
+Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
+  if (auto it = inodes_.find(ino); it != inodes_.end()) return it->second;
+  auto raw = engine_->tree(kFsTreeId).lookup(Key{ino, kInodeItem, 0});
+  if (!raw.ok()) {
+    if (raw.status().is_not_found()) return Status::NotFound("no inode " + std::to_string(ino));
+    return raw.status();
+  }
+  ASSIGN_OR_RETURN(InodeItem item, InodeItem::decode(raw.value()));
+  auto in = std::make_shared<Inode>(ino);
+  in->item = item;
+  inodes_[ino] = in;
+  return in;
+}
+
+Status Filesystem::write_inode_item(Inode& in) {
+  in.item.transid = engine_->transid();
+  RETURN_IF_ERROR(engine_->tree(kFsTreeId).update(Key{in.ino, kInodeItem, 0}, in.item.encode()));
+  in.dirty = false;
+  return Status::Ok();
+}
+
+Status Filesystem::flush_dirty_inodes() {
+  for (auto& [ino, in] : inodes_) {
+    if (!in->dirty || (in->item.nlink == 0 && !in->orphan)) continue;
+    Status st = write_inode_item(*in);
+    if (!st.ok()) {
+      engine_->abort(st);
+      return st;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn) {
+  RETURN_IF_ERROR(engine_->reserve_metadata(nodes));
+  Status st = fn();
+  // Errors a check can raise before anything changed are fine; anything
+  // else left the transaction half-done and must never be committed.
+  if (!st.ok() && st.code() != ENOENT && st.code() != EEXIST && st.code() != ENOTEMPTY && st.code() != ENOTDIR &&
+      st.code() != EISDIR && st.code() != EINVAL && st.code() != ENAMETOOLONG && st.code() != EPERM &&
+      st.code() != ENODATA && st.code() != ERANGE && st.code() != EMLINK && st.code() != ENOSPC && st.code() != E2BIG)
+    engine_->abort(st);
+  return st;
+}
+
+Result<InodeItem> Filesystem::getattr(uint64_t ino) {
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto in, get_inode(ino));
+  return in->item;
+}
+
+Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard lk(engine_->mutex());
+    ASSIGN_OR_RETURN(in, get_inode(ino));
+    if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
+  }
+  if (sa.size) {
+    std::unique_lock io(in->io_lock);
+    if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
+    if (!in->is_reg()) return Status::Invalid("not a regular file");
+    RETURN_IF_ERROR(data_->truncate(*in, sa.new_size));
+  }
+  std::lock_guard lk(engine_->mutex());
+  RETURN_IF_ERROR(engine_->reserve_metadata(4));
+  Timespec now = current_time();
+  InodeItem& it = in->item;
+  if (sa.mode) it.mode = (it.mode & S_IFMT) | (sa.new_mode & 07777);
+  if (sa.uid) it.uid = sa.new_uid;
+  if (sa.gid) it.gid = sa.new_gid;
+  if ((sa.uid || sa.gid) && !S_ISDIR(it.mode) && !sa.mode) it.mode &= ~uint32_t(S_ISUID);  // chown clears setuid
+  if (sa.size) it.mtime = now;
+  if (sa.atime) it.atime = sa.atime_now ? now : sa.new_atime;
+  if (sa.mtime) it.mtime = sa.mtime_now ? now : sa.new_mtime;
+  it.ctime = sa.ctime ? sa.new_ctime : now;
+  mark_dirty(*in);
+  return it;
+}
+
+Result<std::string> Filesystem::readlink(uint64_t ino) {
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto in, get_inode(ino));
+  if (!in->is_lnk()) return Status::Invalid("not a symbolic link");
+  return data_->get_inline_locked(ino);
+}
+
+void Filesystem::forget(uint64_t ino, uint64_t nlookup) {
+  std::lock_guard lk(engine_->mutex());
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  Inode& in = *it->second;
+  in.nlookup = nlookup > in.nlookup ? 0 : in.nlookup - nlookup;
+  Status st = maybe_evict(ino);
+  if (!st.ok()) engine_->abort(st);
+}
+
+// Drop an unused inode from memory; delete it when its last link is gone.
+Status Filesystem::maybe_evict(uint64_t ino) {
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return Status::Ok();
+  Inode& in = *it->second;
+  if (in.nlookup > 0 || in.open_count > 0 || ino == kFirstInode) return Status::Ok();
+  if (in.item.nlink == 0) {
+    RETURN_IF_ERROR(delete_inode(in));
+  } else if (in.dirty) {
+    RETURN_IF_ERROR(write_inode_item(in));
+  }
+  inodes_.erase(it);
+  return Status::Ok();
+}
+
+Status Filesystem::delete_inode(Inode& in) {
+  if (engine_->read_only() || engine_->aborted()) return Status::Ok();
+  if (in.is_reg()) RETURN_IF_ERROR(data_->drop_all_locked(in));
+  ASSIGN_OR_RETURN(uint64_t n, engine_->tree(kFsTreeId).remove_range(Key{in.ino, 0, 0}, Key{in.ino, 0xFF, ~0ULL}));
+  (void)n;
+  if (in.orphan) {
+    Status st = engine_->tree(kFsTreeId).remove(Key{kOrphanObjectId, kOrphanItem, in.ino});
+    if (!st.ok() && !st.is_not_found()) return st;
+    in.orphan = false;
+  }
+  in.dirty = false;
+  return Status::Ok();
+}
+
+Status Filesystem::process_orphans() {
+  std::vector<uint64_t> orphans;
+  BTree fs = engine_->tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(c.seek(Key{kOrphanObjectId, kOrphanItem, 0}));
+  for (; c.valid() && c.key().objectid == kOrphanObjectId && c.key().type == kOrphanItem; c.advance())
+    orphans.push_back(c.key().offset);
+  RETURN_IF_ERROR(c.status());
+  for (uint64_t ino : orphans) {
+    auto in = get_inode(ino);
+    if (in.ok() && in.value()->item.nlink == 0) {
+      in.value()->orphan = true;
+      RETURN_IF_ERROR(delete_inode(*in.value()));
+      inodes_.erase(ino);
+    } else {
+      RETURN_IF_ERROR(fs.remove(Key{kOrphanObjectId, kOrphanItem, ino}));
+      if (in.ok()) in.value()->orphan = false;
+    }
+  }
+  return Status::Ok();
+}
+
+FsStats Filesystem::statfs() {
+  std::lock_guard lk(engine_->mutex());
+  FsStats s{};
+  s.block_size = kSectorSize;
+  s.name_max = 255;
+  s.total_bytes = engine_->super().total_bytes;
+  s.avail_bytes = engine_->allocator().data_available();
+  s.free_bytes = s.avail_bytes;
+  const uint64_t meta_free = engine_->allocator().free_in_chunks(kChunkMetadata);
+  // Inodes are not preallocated: estimate from metadata space, as btrfs does.
+  s.files_free = meta_free / 512 + s.avail_bytes / 4096;
+  s.files = s.files_free + engine_->root_ref(kFsTreeId).last_objectid;
+  return s;
+}
+
+Status Filesystem::sync() {
+  std::lock_guard lk(engine_->mutex());
+  if (engine_->read_only()) return Status::Ok();
+  RETURN_IF_ERROR(flush_dirty_inodes());
+  return engine_->commit();
+}
+
+Status Filesystem::unmount() {
+  std::lock_guard lk(engine_->mutex());
+  if (engine_->read_only()) return Status::Ok();
+  // The kernel has let go of everything; unlinked files die now.
+  std::vector<uint64_t> all;
+  for (auto& [ino, in] : inodes_) all.push_back(ino);
+  for (uint64_t ino : all) {
+    auto it = inodes_.find(ino);
+    if (it == inodes_.end()) continue;
+    it->second->nlookup = 0;
+    it->second->open_count = 0;
+    Status st = maybe_evict(ino);
+    if (!st.ok()) engine_->abort(st);
+  }
+  RETURN_IF_ERROR(flush_dirty_inodes());
+  return engine_->commit();
+}
+
+}  // namespace cairn

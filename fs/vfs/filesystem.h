@@ -1,0 +1,149 @@
+#pragma once
+// Filesystem: POSIX semantics on top of the engine (docs/design.md, "VFS").
+//
+// Every method returns errno-style results through Status (the FUSE layer
+// turns them into replies). Directory entries follow btrfs: a DIR_ITEM keyed
+// by name hash for lookup, a DIR_INDEX keyed by a per-directory sequence
+// number for readdir (so readdir offsets are stable while the directory
+// changes), and an INODE_REF from the child back to each parent name.
+//
+// Thread-safety: all methods may be called concurrently from FUSE worker
+// threads. Metadata changes run under the engine mutex; file data I/O runs
+// under the inode's io_lock with the engine mutex held only to map and
+// record extents (see fs/data/file_data.h).
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "data/file_data.h"
+#include "tree/engine.h"
+#include "vfs/inode.h"
+
+namespace cairn {
+
+struct Caller {
+  uint32_t uid = 0, gid = 0;
+  uint32_t umask = 022;
+};
+
+struct Entry {
+  uint64_t ino = 0;
+  uint64_t generation = 0;
+  InodeItem attr;
+};
+
+// Which attributes setattr changes (the FUSE_SET_ATTR_* meaning).
+struct SetAttr {
+  bool mode = false, uid = false, gid = false, size = false, atime = false, mtime = false, ctime = false;
+  bool atime_now = false, mtime_now = false;
+  uint32_t new_mode = 0, new_uid = 0, new_gid = 0;
+  uint64_t new_size = 0;
+  Timespec new_atime, new_mtime, new_ctime;
+};
+
+struct FsStats {
+  uint64_t total_bytes, free_bytes, avail_bytes, files, files_free;
+  uint32_t block_size, name_max;
+};
+
+struct DirEntryOut {
+  std::string name;
+  uint64_t ino;
+  uint8_t type;
+  uint64_t next_offset;  // the offset to pass to continue after this entry
+  Entry entry;           // readdirplus: full attributes (the lookup count is taken)
+};
+
+struct MountOptions {
+  bool read_only = false;
+  size_t node_cache_bytes = 64ULL << 20;
+};
+
+class Filesystem {
+ public:
+  static Result<std::unique_ptr<Filesystem>> mount(std::shared_ptr<BlockDevice> dev, const MountOptions& opts);
+  ~Filesystem();
+
+  Engine& engine() { return *engine_; }
+  FileData& data() { return *data_; }
+
+  // ---- Lookup and attributes ----
+  Result<Entry> lookup(uint64_t parent, const std::string& name);
+  void forget(uint64_t ino, uint64_t nlookup);
+  Result<InodeItem> getattr(uint64_t ino);
+  Result<InodeItem> setattr(uint64_t ino, const SetAttr& sa);
+  Result<std::string> readlink(uint64_t ino);
+
+  // ---- Namespace ----
+  Result<Entry> mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev, const Caller& c);
+  Result<Entry> mkdir(uint64_t parent, const std::string& name, uint32_t mode, const Caller& c);
+  Result<Entry> symlink(uint64_t parent, const std::string& name, const std::string& target, const Caller& c);
+  Result<Entry> link(uint64_t ino, uint64_t new_parent, const std::string& new_name);
+  Status unlink(uint64_t parent, const std::string& name);
+  Status rmdir(uint64_t parent, const std::string& name);
+  Status rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                unsigned flags);
+  // List from `offset` (0 = start); `emit` returns false when the reply buffer is full.
+  // With `plus`, every entry emitted (except "." and "..") counts as a lookup.
+  Status readdir(uint64_t ino, uint64_t offset, bool plus, const std::function<bool(const DirEntryOut&)>& emit);
+
+  // ---- Files ----
+  Status open(uint64_t ino, bool truncate);
+  void release(uint64_t ino);
+  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
+  Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len);
+  Status fsync(uint64_t ino, bool datasync);
+  Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
+  Result<uint64_t> lseek(uint64_t ino, uint64_t off, int whence);
+  Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len);
+
+  // ---- Extended attributes ----
+  Status setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags);
+  Result<Bytes> getxattr(uint64_t ino, const std::string& name);
+  Result<std::vector<std::string>> listxattr(uint64_t ino);
+  Status removexattr(uint64_t ino, const std::string& name);
+
+  FsStats statfs();
+  // Write dirty inodes and commit the running transaction.
+  Status sync();
+  // Final commit at unmount: everything in use is released first.
+  Status unmount();
+
+ private:
+  explicit Filesystem(std::unique_ptr<Engine> engine);
+  // All private helpers require the engine mutex held.
+  Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
+  Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
+  void mark_dirty(Inode& in) { in.dirty = true; }
+  Status flush_dirty_inodes();
+  Status write_inode_item(Inode& in);
+  Result<std::optional<DirEntry>> find_entry(uint64_t dir, const std::string& name);
+  Status add_entry(Inode& dir, const std::string& name, Inode& child);
+  Status remove_entry(Inode& dir, const std::string& name, uint64_t child_ino);
+  Status drop_link(Inode& in);
+  Status maybe_evict(uint64_t ino);
+  Status delete_inode(Inode& in);
+  Status process_orphans();
+  Result<Entry> create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                              const Caller& c, const std::string* symlink_target);
+  Status inherit_acl(Inode& parent, Inode& child, uint32_t* mode, const Caller& c);
+  Result<bool> dir_is_empty(uint64_t dir);
+  Result<uint64_t> parent_of(uint64_t dir);
+  Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t dir);
+  Status check_name(const std::string& name) const;
+  Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, in.item}; }
+  // Run a modifying operation: metadata reservation first, abort on a half-done failure.
+  Status modify(uint64_t nodes, const std::function<Status()>& fn);
+
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<FileData> data_;
+  std::unordered_map<uint64_t, std::shared_ptr<Inode>> inodes_;
+};
+
+Timespec current_time();
+uint8_t dtype_of(uint32_t mode);
+
+}  // namespace cairn

@@ -1,0 +1,402 @@
+// Filesystem: names. Lookup, creation, links, unlink, rmdir, rename, readdir.
+// Directory entries are three items (docs/format.md, "Items"): DIR_ITEM by
+// name hash, DIR_INDEX by sequence, INODE_REF from the child.
+#include <dirent.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+
+#include <mutex>
+
+#include "vfs/filesystem.h"
+
+namespace cairn {
+
+namespace {
+constexpr uint32_t kLinkMax = 65000;
+Key dir_item_key(uint64_t dir, const std::string& name) { return Key{dir, kDirItem, name_hash(name)}; }
+}  // namespace
+
+Status Filesystem::check_name(const std::string& name) const {
+  if (name.empty() || name == "." || name == "..") return Status::Invalid("invalid name");
+  if (name.size() > 255) return Status::Error(ENAMETOOLONG, "name longer than 255 bytes");
+  if (name.find('/') != std::string::npos) return Status::Invalid("name contains '/'");
+  return Status::Ok();
+}
+
+Result<std::optional<DirEntry>> Filesystem::find_entry(uint64_t dir, const std::string& name) {
+  auto raw = engine_->tree(kFsTreeId).lookup(dir_item_key(dir, name));
+  if (!raw.ok()) {
+    if (raw.status().is_not_found()) return std::optional<DirEntry>();
+    return raw.status();
+  }
+  ASSIGN_OR_RETURN(auto entries, decode_dir_entries(raw.value()));
+  for (auto& e : entries)
+    if (e.name == name) return std::optional<DirEntry>(e);
+  return std::optional<DirEntry>();
+}
+
+Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) {
+  BTree fs = engine_->tree(kFsTreeId);
+  const uint64_t index = dir.item.sequence++;
+  DirEntry de;
+  de.location = Key{child.ino, kInodeItem, 0};
+  de.transid = engine_->transid();
+  de.type = dtype_of(child.item.mode);
+  de.name = name;
+  const Key dk = dir_item_key(dir.ino, name);
+  auto existing = fs.lookup(dk);
+  if (existing.ok()) {
+    ASSIGN_OR_RETURN(auto list, decode_dir_entries(existing.value()));
+    list.push_back(de);
+    RETURN_IF_ERROR(fs.update(dk, encode_dir_entries(list)));
+  } else if (existing.status().is_not_found()) {
+    RETURN_IF_ERROR(fs.insert(dk, encode_dir_entries({de})));
+  } else {
+    return existing.status();
+  }
+  RETURN_IF_ERROR(fs.insert(Key{dir.ino, kDirIndex, index}, encode_dir_entries({de})));
+  const Key rk{child.ino, kInodeRef, dir.ino};
+  auto refs = fs.lookup(rk);
+  if (refs.ok()) {
+    ASSIGN_OR_RETURN(auto list, decode_inode_refs(refs.value()));
+    list.push_back({index, name});
+    RETURN_IF_ERROR(fs.update(rk, encode_inode_refs(list)));
+  } else if (refs.status().is_not_found()) {
+    RETURN_IF_ERROR(fs.insert(rk, encode_inode_refs({{index, name}})));
+  } else {
+    return refs.status();
+  }
+  Timespec now = current_time();
+  dir.item.size += name.size() * 2;
+  dir.item.mtime = dir.item.ctime = now;
+  mark_dirty(dir);
+  return Status::Ok();
+}
+
+Status Filesystem::remove_entry(Inode& dir, const std::string& name, uint64_t child_ino) {
+  BTree fs = engine_->tree(kFsTreeId);
+  const Key dk = dir_item_key(dir.ino, name);
+  ASSIGN_OR_RETURN(Bytes raw, fs.lookup(dk));
+  ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw));
+  std::erase_if(list, [&](const DirEntry& e) { return e.name == name; });
+  if (list.empty()) RETURN_IF_ERROR(fs.remove(dk));
+  else RETURN_IF_ERROR(fs.update(dk, encode_dir_entries(list)));
+
+  const Key rk{child_ino, kInodeRef, dir.ino};
+  ASSIGN_OR_RETURN(Bytes rraw, fs.lookup(rk));
+  ASSIGN_OR_RETURN(auto refs, decode_inode_refs(rraw));
+  std::optional<uint64_t> index;
+  for (size_t i = 0; i < refs.size(); i++)
+    if (refs[i].name == name) {
+      index = refs[i].index;
+      refs.erase(refs.begin() + long(i));
+      break;
+    }
+  if (!index) return Status::Corruption("inode " + std::to_string(child_ino) + " has no back reference for \"" + name + "\"");
+  if (refs.empty()) RETURN_IF_ERROR(fs.remove(rk));
+  else RETURN_IF_ERROR(fs.update(rk, encode_inode_refs(refs)));
+  RETURN_IF_ERROR(fs.remove(Key{dir.ino, kDirIndex, *index}));
+  Timespec now = current_time();
+  dir.item.size -= std::min<uint64_t>(dir.item.size, name.size() * 2);
+  dir.item.mtime = dir.item.ctime = now;
+  mark_dirty(dir);
+  return Status::Ok();
+}
+
+Status Filesystem::drop_link(Inode& in) {
+  if (in.item.nlink > 0) in.item.nlink--;
+  if (in.is_dir()) in.item.nlink = 0;
+  in.item.ctime = current_time();
+  mark_dirty(in);
+  if (in.item.nlink == 0) {
+    if (in.nlookup > 0 || in.open_count > 0) {
+      // Still in use: an orphan item makes sure a crash cannot leak it.
+      RETURN_IF_ERROR(write_inode_item(in));
+      RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{kOrphanObjectId, kOrphanItem, in.ino}, {}));
+      in.orphan = true;
+    }
+    RETURN_IF_ERROR(maybe_evict(in.ino));
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent) {
+  RootRef& root = engine_->root_ref(kFsTreeId);
+  const uint64_t ino = ++root.last_objectid;
+  root.dirty = true;
+  auto in = std::make_shared<Inode>(ino);
+  InodeItem& it = in->item;
+  Timespec now = current_time();
+  it.generation = engine_->transid();
+  it.transid = engine_->transid();
+  it.mode = mode;
+  it.rdev = rdev;
+  it.uid = c.uid;
+  it.gid = c.gid;
+  if (parent.item.mode & S_ISGID) {
+    // BSD group semantics in a setgid directory; subdirectories inherit the bit.
+    it.gid = parent.item.gid;
+    if (S_ISDIR(mode)) it.mode |= S_ISGID;
+  }
+  it.nlink = S_ISDIR(mode) ? 2 : 1;
+  it.atime = it.mtime = it.ctime = it.otime = now;
+  if (S_ISDIR(mode)) it.sequence = 2;
+  RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{ino, kInodeItem, 0}, it.encode()));
+  inodes_[ino] = in;
+  return in;
+}
+
+Result<Entry> Filesystem::create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
+                                        const Caller& c, const std::string* target) {
+  RETURN_IF_ERROR(check_name(name));
+  std::lock_guard lk(engine_->mutex());
+  Entry out;
+  RETURN_IF_ERROR(modify(48, [&]() -> Status {
+    ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+    if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+    if (dir->item.nlink == 0) return Status::NotFound("directory was removed");
+    ASSIGN_OR_RETURN(auto existing, find_entry(parent, name));
+    if (existing) return Status::Error(EEXIST, "exists");
+    if (S_ISDIR(mode) && dir->item.nlink >= kLinkMax) return Status::Error(EMLINK, "too many links");
+    ASSIGN_OR_RETURN(auto child, new_inode(mode, rdev, c, *dir));
+    uint32_t final_mode = child->item.mode;
+    RETURN_IF_ERROR(inherit_acl(*dir, *child, &final_mode, c));
+    child->item.mode = final_mode;
+    if (target) {
+      RETURN_IF_ERROR(data_->set_inline_locked(*child, *target));
+      child->item.size = target->size();
+    }
+    RETURN_IF_ERROR(add_entry(*dir, name, *child));
+    if (S_ISDIR(mode)) dir->item.nlink++;
+    child->nlookup++;
+    mark_dirty(*child);
+    out = entry_of(*child);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<Entry> Filesystem::mknod(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev, const Caller& c) {
+  if (S_ISDIR(mode)) return Status::Invalid("mknod of a directory");
+  if ((mode & S_IFMT) == 0) mode |= S_IFREG;
+  return create_common(parent, name, mode, rdev, c, nullptr);
+}
+
+Result<Entry> Filesystem::mkdir(uint64_t parent, const std::string& name, uint32_t mode, const Caller& c) {
+  return create_common(parent, name, S_IFDIR | (mode & 07777), 0, c, nullptr);
+}
+
+Result<Entry> Filesystem::symlink(uint64_t parent, const std::string& name, const std::string& target, const Caller& c) {
+  if (target.empty() || target.size() >= 4096) return Status::Error(ENAMETOOLONG, "symlink target too long");
+  return create_common(parent, name, S_IFLNK | 0777, 0, c, &target);
+}
+
+Result<Entry> Filesystem::lookup(uint64_t parent, const std::string& name) {
+  if (name.size() > 255) return Status::Error(ENAMETOOLONG, "name too long");
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  uint64_t ino;
+  if (name == ".") {
+    ino = parent;
+  } else if (name == "..") {
+    ASSIGN_OR_RETURN(ino, parent_of(parent));
+  } else {
+    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    if (!e) return Status::NotFound();
+    ino = e->location.objectid;
+  }
+  ASSIGN_OR_RETURN(auto in, get_inode(ino));
+  in->nlookup++;
+  return entry_of(*in);
+}
+
+Result<Entry> Filesystem::link(uint64_t ino, uint64_t new_parent, const std::string& new_name) {
+  RETURN_IF_ERROR(check_name(new_name));
+  std::lock_guard lk(engine_->mutex());
+  Entry out;
+  RETURN_IF_ERROR(modify(32, [&]() -> Status {
+    ASSIGN_OR_RETURN(auto in, get_inode(ino));
+    if (in->is_dir()) return Status::Error(EPERM, "hard link to a directory");
+    if (in->item.nlink >= kLinkMax) return Status::Error(EMLINK, "too many links");
+    if (in->item.nlink == 0) return Status::NotFound("file was removed");
+    ASSIGN_OR_RETURN(auto dir, get_inode(new_parent));
+    if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+    ASSIGN_OR_RETURN(auto existing, find_entry(new_parent, new_name));
+    if (existing) return Status::Error(EEXIST, "exists");
+    RETURN_IF_ERROR(add_entry(*dir, new_name, *in));
+    in->item.nlink++;
+    in->item.ctime = current_time();
+    in->nlookup++;
+    mark_dirty(*in);
+    out = entry_of(*in);
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Status Filesystem::unlink(uint64_t parent, const std::string& name) {
+  std::lock_guard lk(engine_->mutex());
+  return modify(32, [&]() -> Status {
+    ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    if (!e) return Status::NotFound();
+    ASSIGN_OR_RETURN(auto in, get_inode(e->location.objectid));
+    if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
+    RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
+    return drop_link(*in);
+  });
+}
+
+Result<bool> Filesystem::dir_is_empty(uint64_t dir) {
+  BTree fs = engine_->tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(c.seek(Key{dir, kDirIndex, 0}));
+  RETURN_IF_ERROR(c.status());
+  return !(c.valid() && c.key().objectid == dir && c.key().type == kDirIndex);
+}
+
+Status Filesystem::rmdir(uint64_t parent, const std::string& name) {
+  if (name == ".") return Status::Invalid("cannot remove '.'");
+  if (name == "..") return Status::Error(ENOTEMPTY, "cannot remove '..'");
+  std::lock_guard lk(engine_->mutex());
+  return modify(32, [&]() -> Status {
+    ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    if (!e) return Status::NotFound();
+    ASSIGN_OR_RETURN(auto in, get_inode(e->location.objectid));
+    if (!in->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+    ASSIGN_OR_RETURN(bool empty, dir_is_empty(in->ino));
+    if (!empty) return Status::Error(ENOTEMPTY, "directory not empty");
+    RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
+    dir->item.nlink--;
+    return drop_link(*in);
+  });
+}
+
+Result<uint64_t> Filesystem::parent_of(uint64_t dir) {
+  if (dir == kFirstInode) return dir;
+  BTree fs = engine_->tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(c.seek(Key{dir, kInodeRef, 0}));
+  RETURN_IF_ERROR(c.status());
+  if (!c.valid() || c.key().objectid != dir || c.key().type != kInodeRef)
+    return Status::Corruption("directory " + std::to_string(dir) + " has no parent reference");
+  return c.key().offset;
+}
+
+Result<bool> Filesystem::is_ancestor(uint64_t anc, uint64_t dir) {
+  for (int depth = 0; depth < 4096; depth++) {
+    if (dir == anc) return true;
+    if (dir == kFirstInode) return false;
+    ASSIGN_OR_RETURN(dir, parent_of(dir));
+  }
+  return Status::Corruption("directory loop");
+}
+
+Status Filesystem::rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                          unsigned flags) {
+  if (flags & ~unsigned(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::Invalid("unsupported rename flags");
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return Status::Invalid("conflicting rename flags");
+  RETURN_IF_ERROR(check_name(new_name));
+  std::lock_guard lk(engine_->mutex());
+  return modify(64, [&]() -> Status {
+    ASSIGN_OR_RETURN(auto sdir, get_inode(parent));
+    ASSIGN_OR_RETURN(auto ddir, get_inode(new_parent));
+    if (!ddir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+    ASSIGN_OR_RETURN(auto se, find_entry(parent, name));
+    if (!se) return Status::NotFound();
+    ASSIGN_OR_RETURN(auto src, get_inode(se->location.objectid));
+    ASSIGN_OR_RETURN(auto de, find_entry(new_parent, new_name));
+    std::shared_ptr<Inode> dst;
+    if (de) {
+      ASSIGN_OR_RETURN(dst, get_inode(de->location.objectid));
+    }
+    if (dst && dst->ino == src->ino) return Status::Ok();  // same file: nothing to do
+    const Timespec now = current_time();
+    if (flags & RENAME_EXCHANGE) {
+      if (!dst) return Status::NotFound("exchange target does not exist");
+      if (src->is_dir() && parent != new_parent) {
+        ASSIGN_OR_RETURN(bool loop, is_ancestor(src->ino, new_parent));
+        if (loop) return Status::Invalid("cannot move a directory into itself");
+      }
+      if (dst->is_dir() && parent != new_parent) {
+        ASSIGN_OR_RETURN(bool loop, is_ancestor(dst->ino, parent));
+        if (loop) return Status::Invalid("cannot move a directory into itself");
+      }
+      RETURN_IF_ERROR(remove_entry(*sdir, name, src->ino));
+      RETURN_IF_ERROR(remove_entry(*ddir, new_name, dst->ino));
+      RETURN_IF_ERROR(add_entry(*ddir, new_name, *src));
+      RETURN_IF_ERROR(add_entry(*sdir, name, *dst));
+      if (parent != new_parent) {
+        if (src->is_dir()) sdir->item.nlink--, ddir->item.nlink++;
+        if (dst->is_dir()) ddir->item.nlink--, sdir->item.nlink++;
+      }
+      src->item.ctime = dst->item.ctime = now;
+      mark_dirty(*src);
+      mark_dirty(*dst);
+      return Status::Ok();
+    }
+    if (dst && (flags & RENAME_NOREPLACE)) return Status::Error(EEXIST, "target exists");
+    if (src->is_dir()) {
+      ASSIGN_OR_RETURN(bool loop, is_ancestor(src->ino, new_parent));
+      if (loop) return Status::Invalid("cannot move a directory into itself");
+    }
+    if (dst) {
+      if (src->is_dir()) {
+        if (!dst->is_dir()) return Status::Error(ENOTDIR, "target is not a directory");
+        ASSIGN_OR_RETURN(bool empty, dir_is_empty(dst->ino));
+        if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
+      } else if (dst->is_dir()) {
+        return Status::Error(EISDIR, "target is a directory");
+      }
+      RETURN_IF_ERROR(remove_entry(*ddir, new_name, dst->ino));
+      if (dst->is_dir()) ddir->item.nlink--;
+      RETURN_IF_ERROR(drop_link(*dst));
+    }
+    RETURN_IF_ERROR(remove_entry(*sdir, name, src->ino));
+    RETURN_IF_ERROR(add_entry(*ddir, new_name, *src));
+    if (src->is_dir() && parent != new_parent) {
+      sdir->item.nlink--;
+      ddir->item.nlink++;
+    }
+    src->item.ctime = now;
+    mark_dirty(*src);
+    return Status::Ok();
+  });
+}
+
+Status Filesystem::readdir(uint64_t ino, uint64_t offset, bool plus,
+                           const std::function<bool(const DirEntryOut&)>& emit) {
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto dir, get_inode(ino));
+  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  if (offset == 0) {
+    if (!emit(DirEntryOut{".", ino, DT_DIR, 1, entry_of(*dir)})) return Status::Ok();
+    offset = 1;
+  }
+  if (offset == 1) {
+    ASSIGN_OR_RETURN(uint64_t p, parent_of(ino));
+    ASSIGN_OR_RETURN(auto pin, get_inode(p));
+    if (!emit(DirEntryOut{"..", p, DT_DIR, 2, entry_of(*pin)})) return Status::Ok();
+    offset = 2;
+  }
+  BTree fs = engine_->tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(c.seek(Key{ino, kDirIndex, offset}));
+  for (; c.valid() && c.key().objectid == ino && c.key().type == kDirIndex; c.advance()) {
+    ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
+    const DirEntry& de = list.front();
+    DirEntryOut out{de.name, de.location.objectid, de.type, c.key().offset + 1, {}};
+    std::shared_ptr<Inode> child;
+    if (plus) {
+      ASSIGN_OR_RETURN(child, get_inode(de.location.objectid));
+      out.entry = entry_of(*child);
+    }
+    if (!emit(out)) break;
+    if (plus) child->nlookup++;
+  }
+  return c.status();
+}
+
+}  // namespace cairn
