@@ -1,6 +1,7 @@
 // fsck.cairn: check an unmounted Cairn filesystem. Exit codes as fsck(8):
 // 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational
 // error, 16 usage error.
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -41,6 +42,12 @@ int main(int argc, char** argv) {
     std::cerr << "fsck.cairn: " << dev.status().message() << "\n";
     return kOperational;
   }
+  // The daemon holds an exclusive lock while mounted: checking a live image
+  // would report the running transaction's half-written state as damage.
+  if (flock(dev.value()->fd(), LOCK_SH | LOCK_NB) != 0) {
+    std::cerr << "fsck.cairn: " << image << " is in use (mounted?); unmount it first\n";
+    return kOperational;
+  }
   CheckOptions opts;
   const bool tty = !json && isatty(STDERR_FILENO);
   if (tty)
@@ -60,7 +67,7 @@ int main(int argc, char** argv) {
     j["device"] = image;
     std::cout << j.dump(2) << "\n";
   } else {
-    for (const auto& p : r.problems) std::cout << "ERROR: " << p.message << "\n";
+    for (const auto& p : r.problems) std::cout << (p.warning ? "WARNING: " : "ERROR: ") << p.message << "\n";
     if (verbose || !r.clean())
       std::cout << image << ": generation " << r.stats.generation << ", " << r.stats.trees << " trees, " << r.stats.nodes
                 << " nodes, " << r.stats.items << " items, " << r.stats.inodes << " inodes, " << r.stats.data_extents

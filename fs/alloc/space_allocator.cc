@@ -118,12 +118,15 @@ void SpaceAllocator::free_now(uint64_t start, uint64_t len) {
 void SpaceAllocator::pin(uint64_t start, uint64_t len) {
   pinned_.push_back({start, len});
   pinned_bytes_ += len;
+  const Chunk* c = chunks_->find(start);
+  if (c && c->type == kChunkData) pinned_data_bytes_ += len;
 }
 
 void SpaceAllocator::unpin_all() {
   for (auto [s, l] : pinned_) free_now(s, l);
   pinned_.clear();
   pinned_bytes_ = 0;
+  pinned_data_bytes_ = 0;
 }
 
 uint64_t SpaceAllocator::free_in_chunks(uint32_t type) const {

@@ -43,6 +43,7 @@ class SpaceAllocator {
   void pin(uint64_t start, uint64_t len);       // freed in the running transaction
   void unpin_all();                             // the running transaction is durable
   uint64_t pinned_bytes() const { return pinned_bytes_; }
+  uint64_t pinned_data_bytes() const { return pinned_data_bytes_; }
 
   // Free bytes in existing chunks of this type.
   uint64_t free_in_chunks(uint32_t type) const;
@@ -68,6 +69,7 @@ class SpaceAllocator {
   std::map<uint32_t, uint64_t> cursor_;
   std::vector<std::pair<uint64_t, uint64_t>> pinned_;
   uint64_t pinned_bytes_ = 0;
+  uint64_t pinned_data_bytes_ = 0;
   bool chunks_changed_ = false;
 };
 

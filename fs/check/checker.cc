@@ -88,9 +88,12 @@ class Checker {
     for (const auto& c : copies) {
       if (!c.present) continue;
       if (!c.status.ok()) add("superblock-copy", "superblock copy at " + hex(c.offset) + ": " + c.status.message(), 0, c.offset);
-      else if (c.generation != sb_.generation)
+      else if (c.generation != sb_.generation) {
+        // A crash between the copies' writes leaves this; the next commit heals it.
         add("superblock-stale", "superblock copy at " + hex(c.offset) + " has generation " + std::to_string(c.generation) +
                                     ", newest is " + std::to_string(sb_.generation), 0, c.offset);
+        report_.problems.back().warning = true;
+      }
     }
     if (sb_.total_bytes > dev_.size()) add("superblock", "filesystem is larger than the device", 0, 0);
     return true;
@@ -186,6 +189,7 @@ class Checker {
         if (ei->flags != kExtentFlagTreeBlock || ei->refs != 1 || ei->backrefs.size() != 1 ||
             ei->backrefs[0].type != kTreeBlockRef)
           return bad(Status::Corruption("tree block item must have one tree reference"));
+        if (k.offset >= kMaxLevel) return bad(Status::Corruption("tree block level out of range"));
         meta_items_[k.objectid] = {ei->backrefs[0].root, uint8_t(k.offset)};
       } else if (k.type == kExtentItem) {
         if (ei->flags != kExtentFlagData) return bad(Status::Corruption("data extent without the data flag"));
@@ -255,6 +259,7 @@ class Checker {
         break;
       }
       case kOrphanItem:
+      case kXattrChunk:
         break;
       default:
         bad(Status::Corruption("unexpected item type in the fs tree"));
@@ -363,7 +368,7 @@ nlohmann::json CheckReport::to_json() const {
                 {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items}};
   j["problems"] = nlohmann::json::array();
   for (const auto& p : problems) {
-    nlohmann::json e = {{"code", p.code}, {"message", p.message}};
+    nlohmann::json e = {{"code", p.code}, {"message", p.message}, {"severity", p.warning ? "warning" : "error"}};
     if (p.tree) e["tree"] = p.tree;
     if (p.bytenr) e["bytenr"] = p.bytenr;
     if (p.has_key) e["key"] = {p.key.objectid, p.key.type, p.key.offset};

@@ -30,6 +30,7 @@ struct Problem {
   uint64_t bytenr = 0;  // logical address of the node or extent concerned (0: none)
   bool has_key = false;
   Key key;
+  bool warning = false;  // worth reporting, but a state a crash can leave: not an error
 };
 
 struct CheckStats {
@@ -42,7 +43,12 @@ struct CheckStats {
 struct CheckReport {
   std::vector<Problem> problems;
   CheckStats stats;
-  bool clean() const { return problems.empty(); }
+  // Clean: no errors (warnings allowed).
+  bool clean() const {
+    for (const auto& p : problems)
+      if (!p.warning) return false;
+    return true;
+  }
   nlohmann::json to_json() const;
 };
 

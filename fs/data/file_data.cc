@@ -164,21 +164,35 @@ Status FileData::drop_extents_locked(Inode& in, uint64_t start, uint64_t end) {
   }
 }
 
+Status FileData::alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces) {
+  for (int attempt = 0;; attempt++) {
+    uint64_t got = 0;
+    Status st;
+    while (got < len) {
+      auto r = e_.alloc_data(kBlock, len - got);
+      if (!r.ok()) {
+        st = r.status();
+        break;
+      }
+      pieces->push_back(r.value());
+      got += r->second;
+    }
+    if (st.ok()) return st;
+    for (auto& [b, l] : *pieces) e_.release_unused_data(b, l);
+    pieces->clear();
+    // Space freed since the last commit is pinned until a commit: make it usable.
+    if (st.code() != ENOSPC || attempt > 0 || e_.allocator().pinned_bytes() == 0 || !commit_locked_) return st;
+    RETURN_IF_ERROR(commit_locked_());
+  }
+}
+
 Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data) {
   const uint64_t len = data.size();
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
   {
     std::lock_guard lk(e_.mutex());
     RETURN_IF_ERROR(e_.reserve_metadata(16 + len / (1 << 20)));
-    for (uint64_t got = 0; got < len;) {
-      auto r = e_.alloc_data(kBlock, len - got);
-      if (!r.ok()) {
-        for (auto& [b, l] : pieces) e_.release_unused_data(b, l);
-        return r.status();
-      }
-      pieces.push_back(r.value());
-      got += r->second;
-    }
+    RETURN_IF_ERROR(alloc_pieces_locked(len, &pieces));
   }
   // Data and checksums, outside the engine lock.
   const size_t cs = e_.csum_size();
@@ -305,17 +319,19 @@ Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_si
   if (pos < end) holes.push_back({pos, end - pos});
   uint64_t need = 0;
   for (auto& h : holes) need += h.second;
-  if (need > e_.allocator().data_available()) return Status::NoSpace("not enough free space");
+  std::vector<std::pair<uint64_t, uint64_t>> space;
+  if (need) RETURN_IF_ERROR(alloc_pieces_locked(need, &space));
+  // Hand the pieces out to the holes in order.
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> got;  // file offset, bytenr, len
+  size_t pi = 0;
+  uint64_t pused = 0;
   for (auto& [hs, hl] : holes) {
     for (uint64_t done = 0; done < hl;) {
-      auto r = e_.alloc_data(kBlock, hl - done);
-      if (!r.ok()) {
-        for (auto& [f, b, l] : got) e_.release_unused_data(b, l);
-        return r.status();
-      }
-      got.emplace_back(hs + done, r->first, r->second);
-      done += r->second;
+      uint64_t take = std::min(hl - done, space[pi].second - pused);
+      got.emplace_back(hs + done, space[pi].first + pused, take);
+      done += take;
+      pused += take;
+      if (pused == space[pi].second) pi++, pused = 0;
     }
   }
   Status st = [&]() -> Status {

@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <vector>
 #include <string>
 
 #include "tree/engine.h"
@@ -49,6 +51,10 @@ class FileData {
   Result<std::string> get_inline_locked(uint64_t ino);
 
   DataStats& stats() { return stats_; }
+  // Commit the running transaction (engine mutex held): space pinned by
+  // frees in it becomes usable. Set by the Filesystem, which must write its
+  // dirty inodes first.
+  void set_commit_hook(std::function<Status()> fn) { commit_locked_ = std::move(fn); }
 
  private:
   struct Piece {
@@ -62,8 +68,12 @@ class FileData {
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
                        const uint8_t* csums, const std::vector<bool>& present);
 
+  // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
+  Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);
+
   Engine& e_;
   DataStats stats_;
+  std::function<Status()> commit_locked_;
 };
 
 }  // namespace cairn

@@ -43,6 +43,7 @@ enum ItemType : uint8_t {
   kInodeItem = 1,
   kInodeRef = 12,
   kXattrItem = 24,
+  kXattrChunk = 25,
   kOrphanItem = 48,
   kDirItem = 84,
   kDirIndex = 96,

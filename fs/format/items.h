@@ -75,6 +75,11 @@ struct DirEntry {
   Bytes data;            // xattr value; empty for directory entries
 };
 constexpr size_t kDirEntryHeaderSize = 17 + 8 + 2 + 2 + 1;
+// XATTR_ITEM entries whose value is large keep it in XATTR_CHUNK items
+// (key (ino, 25, name_hash << 20 | chunk index)); the entry's type says so
+// and its data holds the value length (u32).
+constexpr uint8_t kXattrInline = 0;
+constexpr uint8_t kXattrSpilled = 1;
 Bytes encode_dir_entries(const std::vector<DirEntry>& entries);
 Result<std::vector<DirEntry>> decode_dir_entries(const Bytes& b);
 
@@ -123,7 +128,7 @@ struct DevStats {
   static Result<DevStats> decode(const Bytes& b);
 };
 
-// Directory name hash: crc32c of the name (as btrfs), seed ~1.
+// Directory and xattr name hash: the standard CRC-32C of the name.
 uint64_t name_hash(const std::string& name);
 
 }  // namespace cairn

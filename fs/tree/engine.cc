@@ -47,6 +47,12 @@ Result<Superblock> Engine::read_superblock(BlockDevice& dev, std::vector<Superbl
     Status st = dev.read(off, buf.data(), buf.size());
     if (st.ok()) {
       auto sb = Superblock::decode(buf.data(), off);
+      if (sb.ok() && off + kSuperblockSize > sb->total_bytes) {
+        // A copy outside the filesystem it describes belongs to something older.
+        info.present = false;
+        if (copies) copies->push_back(info);
+        continue;
+      }
       if (sb.ok()) {
         info.generation = sb->generation;
         if (!best || sb->generation > best->generation) best = sb.value();
@@ -322,8 +328,10 @@ Result<std::unique_ptr<Engine>> Engine::format(std::shared_ptr<BlockDevice> dev,
   // Clear the first reserve (boot area, old signatures) and any old superblock copies.
   std::vector<uint8_t> zeros(kSuperblockReserve, 0);
   RETURN_IF_ERROR(dev->write(0, zeros.data(), zeros.size()));
+  // Every copy location on the device, even past a smaller filesystem: an
+  // old copy there must never be taken for the newest one.
   for (uint64_t off : kSuperblockOffsets)
-    if (off + kSuperblockSize <= size) RETURN_IF_ERROR(dev->write(off, zeros.data(), kSuperblockSize));
+    if (off + kSuperblockSize <= dev->size()) RETURN_IF_ERROR(dev->write(off, zeros.data(), kSuperblockSize));
 
   std::unique_ptr<Engine> e(new Engine(dev, sb, EngineOptions{}));
   RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkMetadata));

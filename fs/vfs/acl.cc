@@ -90,4 +90,29 @@ Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, cons
   return Status::Ok();
 }
 
+Status Filesystem::chmod_acl(Inode& in) {
+  // Under FUSE_POSIX_ACL the kernel leaves posix_acl_chmod() to us: the
+  // access ACL's owner, mask (or group) and other entries follow the mode.
+  const Key k{in.ino, kXattrItem, name_hash("system.posix_acl_access")};
+  BTree fs = engine_->tree(kFsTreeId);
+  auto raw = fs.lookup(k);
+  if (!raw.ok()) return raw.status().is_not_found() ? Status::Ok() : raw.status();
+  ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));
+  for (auto& e : list) {
+    if (e.name != "system.posix_acl_access") continue;
+    auto acl = parse_acl(e.data);
+    if (!acl) return Status::Corruption("malformed access ACL on inode " + std::to_string(in.ino));
+    const uint32_t m = in.item.mode;
+    bool has_mask = false;
+    for (auto& a : *acl) has_mask |= a.tag == kMask;
+    for (auto& a : *acl) {
+      if (a.tag == kUserObj) a.perm = uint16_t((m >> 6) & 7);
+      else if (a.tag == kOther) a.perm = uint16_t(m & 7);
+      else if (a.tag == kMask || (a.tag == kGroupObj && !has_mask)) a.perm = uint16_t((m >> 3) & 7);
+    }
+    e.data = encode_acl(*acl);
+  }
+  return fs.update(k, encode_dir_entries(list));
+}
+
 }  // namespace cairn

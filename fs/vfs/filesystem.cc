@@ -28,7 +28,12 @@ uint8_t dtype_of(uint32_t mode) {
 }
 
 Filesystem::Filesystem(std::unique_ptr<Engine> engine)
-    : engine_(std::move(engine)), data_(std::make_unique<FileData>(*engine_)) {}
+    : engine_(std::move(engine)), data_(std::make_unique<FileData>(*engine_)) {
+  data_->set_commit_hook([this]() -> Status {
+    RETURN_IF_ERROR(flush_dirty_inodes());
+    return engine_->commit();
+  });
+}
 
 Filesystem::~Filesystem() = default;
 
@@ -117,7 +122,14 @@ Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
   RETURN_IF_ERROR(engine_->reserve_metadata(4));
   Timespec now = current_time();
   InodeItem& it = in->item;
-  if (sa.mode) it.mode = (it.mode & S_IFMT) | (sa.new_mode & 07777);
+  if (sa.mode) {
+    it.mode = (it.mode & S_IFMT) | (sa.new_mode & 07777);
+    Status st = chmod_acl(*in);
+    if (!st.ok()) {
+      engine_->abort(st);
+      return st;
+    }
+  }
   if (sa.uid) it.uid = sa.new_uid;
   if (sa.gid) it.gid = sa.new_gid;
   if ((sa.uid || sa.gid) && !S_ISDIR(it.mode) && !sa.mode) it.mode &= ~uint32_t(S_ISUID);  // chown clears setuid
@@ -203,7 +215,9 @@ FsStats Filesystem::statfs() {
   s.block_size = kSectorSize;
   s.name_max = 255;
   s.total_bytes = engine_->super().total_bytes;
-  s.avail_bytes = engine_->allocator().data_available();
+  // Space freed in the running transaction is free from the user's point
+  // of view: the next commit (forced by an allocation that needs it) releases it.
+  s.avail_bytes = engine_->allocator().data_available() + engine_->allocator().pinned_data_bytes();
   s.free_bytes = s.avail_bytes;
   const uint64_t meta_free = engine_->allocator().free_in_chunks(kChunkMetadata);
   // Inodes are not preallocated: estimate from metadata space, as btrfs does.

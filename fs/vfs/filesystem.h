@@ -103,7 +103,8 @@ class Filesystem {
   // ---- Extended attributes ----
   Status setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags);
   Result<Bytes> getxattr(uint64_t ino, const std::string& name);
-  Result<std::vector<std::string>> listxattr(uint64_t ino);
+  // trusted.* names are listed only for privileged callers.
+  Result<std::vector<std::string>> listxattr(uint64_t ino, bool privileged);
   Status removexattr(uint64_t ino, const std::string& name);
 
   FsStats statfs();
@@ -129,6 +130,7 @@ class Filesystem {
   Status process_orphans();
   Result<Entry> create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                               const Caller& c, const std::string* symlink_target);
+  Status chmod_acl(Inode& in);
   Status inherit_acl(Inode& parent, Inode& child, uint32_t* mode, const Caller& c);
   Result<bool> dir_is_empty(uint64_t dir);
   Result<uint64_t> parent_of(uint64_t dir);

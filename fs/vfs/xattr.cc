@@ -1,26 +1,76 @@
 // Filesystem: extended attributes. XATTR_ITEMs keyed by name hash hold a
-// list of (name, value) entries (docs/format.md, "DIR_ITEM / XATTR_ITEM").
+// list of (name, value) entries (docs/format.md, "DIR_ITEM / DIR_INDEX /
+// XATTR_ITEM (DirEntry)"); values above kSpillThreshold live in
+// XATTR_CHUNK items so that even 64 KiB values fit any node size.
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include <mutex>
 
+#include "util/endian.h"
 #include "vfs/filesystem.h"
 
 namespace cairn {
 
 namespace {
+constexpr size_t kSpillThreshold = 2048;
+constexpr size_t kMaxXattrValue = 65536;
+const std::string kAclAccess = "system.posix_acl_access";
+
 bool supported_name(const std::string& n) {
   return n.rfind("user.", 0) == 0 || n.rfind("trusted.", 0) == 0 || n.rfind("security.", 0) == 0 ||
-         n == "system.posix_acl_access" || n == "system.posix_acl_default";
+         n == kAclAccess || n == "system.posix_acl_default";
 }
 Key xattr_key(uint64_t ino, const std::string& name) { return Key{ino, kXattrItem, name_hash(name)}; }
+Key chunk_key(uint64_t ino, uint64_t hash, uint64_t idx) { return Key{ino, kXattrChunk, (hash << 20) | idx}; }
+
+// Mode bits carried by an access ACL (user::, mask:: or group::, other::).
+std::optional<uint32_t> acl_mode_bits(const Bytes& b, bool* equivalent) {
+  if (b.size() < 4 || (b.size() - 4) % 8 || get_le32(b.data()) != 2) return std::nullopt;
+  uint32_t u = 0, g = 0, o = 0, m = 0;
+  bool has_mask = false;
+  size_t n = 0;
+  for (size_t at = 4; at < b.size(); at += 8, n++) {
+    uint16_t tag = get_le16(&b[at]), perm = get_le16(&b[at + 2]) & 7;
+    if (tag == 1) u = perm;
+    else if (tag == 4) g = perm;
+    else if (tag == 0x20) o = perm;
+    else if (tag == 0x10) m = perm, has_mask = true;
+  }
+  *equivalent = n <= 3;
+  return (u << 6) | ((has_mask ? m : g) << 3) | o;
+}
 }  // namespace
+
+// Engine mutex held. The value of one entry, following its chunks if spilled.
+static Result<Bytes> entry_value(Engine& e, uint64_t ino, const DirEntry& de) {
+  if (de.type != kXattrSpilled) return de.data;
+  if (de.data.size() != 4) return Status::Corruption("spilled xattr with a bad length field");
+  const uint32_t len = get_le32(de.data.data());
+  Bytes out;
+  const uint64_t h = name_hash(de.name);
+  for (uint64_t i = 0; out.size() < len; i++) {
+    ASSIGN_OR_RETURN(Bytes part, e.tree(kFsTreeId).lookup(chunk_key(ino, h, i)));
+    if (part.empty()) return Status::Corruption("empty xattr chunk");
+    out.insert(out.end(), part.begin(), part.end());
+  }
+  if (out.size() != len) return Status::Corruption("xattr chunks do not add up to the value length");
+  return out;
+}
+
+static Status drop_chunks(Engine& e, uint64_t ino, const std::string& name) {
+  const uint64_t h = name_hash(name);
+  ASSIGN_OR_RETURN(uint64_t n, e.tree(kFsTreeId).remove_range(chunk_key(ino, h, 0), chunk_key(ino, h, (1 << 20) - 1)));
+  (void)n;
+  return Status::Ok();
+}
 
 Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags) {
   if (!supported_name(name)) return Status::Error(EOPNOTSUPP, "unsupported attribute namespace");
   if (name.size() > 255) return Status::Error(ERANGE, "attribute name too long");
+  if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard lk(engine_->mutex());
-  return modify(16, [&]() -> Status {
+  return modify(16 + value.size() / 2048, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
     BTree fs = engine_->tree(kFsTreeId);
     const Key k = xattr_key(ino, name);
@@ -34,15 +84,48 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
     auto it = std::find_if(list.begin(), list.end(), [&](const DirEntry& e) { return e.name == name; });
     if (it != list.end() && (flags & XATTR_CREATE)) return Status::Error(EEXIST, "attribute exists");
     if (it == list.end() && (flags & XATTR_REPLACE)) return Status::Error(ENODATA, "no such attribute");
-    if (it != list.end()) {
-      it->data = value;
-    } else {
-      DirEntry e;
-      e.transid = engine_->transid();
-      e.name = name;
-      e.data = value;
-      list.push_back(std::move(e));
+    const bool spill = value.size() > kSpillThreshold;
+    if (spill)
+      for (auto& other : list)
+        if (other.name != name && other.type == kXattrSpilled)
+          return Status::Error(E2BIG, "another large attribute has the same name hash");
+    Bytes acl_value = value;
+    if (name == kAclAccess) {
+      // Userspace owns the mode <-> access ACL link under FUSE_POSIX_ACL: the
+      // mode takes the ACL's bits, and an ACL the mode says fully is not kept.
+      bool equivalent = false;
+      auto bits = acl_mode_bits(value, &equivalent);
+      if (!bits) return Status::Invalid("malformed access ACL");
+      in->item.mode = (in->item.mode & ~0777u) | *bits;
+      if (equivalent) {
+        if (it != list.end()) {
+          list.erase(it);
+          if (list.empty()) RETURN_IF_ERROR(fs.remove(k));
+          else RETURN_IF_ERROR(fs.update(k, encode_dir_entries(list)));
+        }
+        in->item.ctime = current_time();
+        mark_dirty(*in);
+        return Status::Ok();
+      }
     }
+    if (it != list.end() && it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, ino, name));
+    DirEntry e;
+    e.transid = engine_->transid();
+    e.name = name;
+    if (spill) {
+      e.type = kXattrSpilled;
+      e.data.resize(4);
+      put_le32(e.data.data(), uint32_t(value.size()));
+      const size_t chunk = fs.max_item_size() / 2;
+      const uint64_t h = name_hash(name);
+      for (size_t off = 0, i = 0; off < value.size(); off += chunk, i++)
+        RETURN_IF_ERROR(fs.insert(chunk_key(ino, h, i),
+                                  Bytes(value.begin() + long(off), value.begin() + long(std::min(value.size(), off + chunk)))));
+    } else {
+      e.data = value;
+    }
+    if (it != list.end()) *it = e;
+    else list.push_back(e);
     Bytes enc = encode_dir_entries(list);
     if (enc.size() > fs.max_item_size()) return Status::Error(E2BIG, "attribute value too large for this filesystem");
     if (raw.ok()) RETURN_IF_ERROR(fs.update(k, enc));
@@ -64,11 +147,11 @@ Result<Bytes> Filesystem::getxattr(uint64_t ino, const std::string& name) {
   }
   ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));
   for (auto& e : list)
-    if (e.name == name) return e.data;
+    if (e.name == name) return entry_value(*engine_, ino, e);
   return Status::Error(ENODATA, "no such attribute");
 }
 
-Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
+Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privileged) {
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
   std::vector<std::string> names;
@@ -77,7 +160,9 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino) {
   RETURN_IF_ERROR(c.seek(Key{ino, kXattrItem, 0}));
   for (; c.valid() && c.key().objectid == ino && c.key().type == kXattrItem; c.advance()) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
-    for (auto& e : list) names.push_back(e.name);
+    // As local filesystems do, trusted.* is listed only to privileged callers.
+    for (auto& e : list)
+      if (privileged || e.name.rfind("trusted.", 0) != 0) names.push_back(e.name);
   }
   RETURN_IF_ERROR(c.status());
   return names;
@@ -96,9 +181,10 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
       return raw.status();
     }
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));
-    size_t before = list.size();
-    std::erase_if(list, [&](const DirEntry& e) { return e.name == name; });
-    if (list.size() == before) return Status::Error(ENODATA, "no such attribute");
+    auto it = std::find_if(list.begin(), list.end(), [&](const DirEntry& e) { return e.name == name; });
+    if (it == list.end()) return Status::Error(ENODATA, "no such attribute");
+    if (it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, ino, name));
+    list.erase(it);
     if (list.empty()) RETURN_IF_ERROR(fs.remove(k));
     else RETURN_IF_ERROR(fs.update(k, encode_dir_entries(list)));
     in->item.ctime = current_time();
