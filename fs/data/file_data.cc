@@ -1,5 +1,7 @@
 #include "data/file_data.h"
 
+#include "util/aligned_buffer.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -42,6 +44,11 @@ Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vec
   return c.status();
 }
 
+Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len) {
+  if (io_) return io_->read_sync(phys, buf, len);
+  return e_.device().read(phys, buf, len);
+}
+
 Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
                                const uint8_t* csums, const std::vector<bool>& present) {
   const size_t cs = e_.csum_size();
@@ -50,9 +57,9 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     std::lock_guard lk(e_.mutex());
     ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
   }
-  Status st = e_.device().read(copies[0], out, len);
+  Status st = device_read(copies[0], out, len);
   if (!st.ok()) stats_.read_errors++;
-  std::vector<uint8_t> alt(kBlock);
+  AlignedBuffer alt(kBlock);
   for (uint64_t s = 0; s < len; s += kBlock) {
     const uint64_t idx = s / kBlock;
     if (st.ok() && (!present[idx] || csum_verify(e_.csum_type(), out + s, kBlock, csums + idx * cs))) continue;
@@ -60,7 +67,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     // Another copy (DUP) may hold the good bytes.
     bool repaired = false;
     for (size_t k = 1; k < copies.size() && !repaired; k++) {
-      if (!e_.device().read(copies[k] + s, alt.data(), kBlock).ok()) continue;
+      if (!device_read(copies[k] + s, alt.data(), kBlock).ok()) continue;
       if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
       std::memcpy(out + s, alt.data(), kBlock);
       repaired = true;
@@ -81,16 +88,23 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
 
 Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
   std::vector<Piece> pieces;
+  std::vector<std::pair<uint64_t, PagePtr>> cached;  // pages newer than the disk
   uint64_t size;
   {
+    // Cache then tree, under both locks: an ordered extent finishing now
+    // either has not switched the tree yet (its pages are still cached) or
+    // has and dropped them; either way the bytes are the newest.
+    std::lock_guard ck(in.cache.mu);
     std::lock_guard lk(e_.mutex());
     size = in.item.size;
     if (off >= size) return size_t(0);
     len = size_t(std::min<uint64_t>(len, size - off));
+    for (auto it = in.cache.pages.lower_bound(off / kBlock); it != in.cache.pages.end() && it->first * kBlock < off + len; ++it)
+      cached.push_back({it->first, it->second.page});
     RETURN_IF_ERROR(map_locked(in.ino, down(off), up(off + len), &pieces));
   }
   std::memset(out, 0, len);
-  std::vector<uint8_t> buf;
+  AlignedBuffer buf;
   for (const Piece& p : pieces) {
     if (!p.disk) continue;
     // Whole blocks: a checksum covers a block, so verify before copying any of it.
@@ -101,10 +115,19 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
       std::lock_guard lk(e_.mutex());
       RETURN_IF_ERROR(e_.lookup_csums(p.disk, nblocks, &sums, &present));
     }
+    // Blocks the cache overrides need no disk read (and no verification).
+    bool all_cached = true;
+    for (uint64_t b = p.file_off; b < p.file_off + p.len && all_cached; b += kBlock)
+      all_cached = std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == b / kBlock; });
+    if (all_cached) continue;
     buf.resize(p.len);
     RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present));
     const uint64_t s = std::max<uint64_t>(p.file_off, off), e = std::min<uint64_t>(p.file_off + p.len, off + len);
     if (s < e) std::memcpy(out + (s - off), buf.data() + (s - p.file_off), e - s);
+  }
+  for (auto& [idx, page] : cached) {
+    const uint64_t ps = idx * kBlock, s = std::max(ps, off), e = std::min(ps + kBlock, off + len);
+    if (s < e) std::memcpy(out + (s - off), page->bytes + (s - ps), e - s);
   }
   stats_.bytes_read += len;
   return len;
@@ -249,23 +272,6 @@ Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8
   return st;
 }
 
-Result<size_t> FileData::write(Inode& in, uint64_t off, const char* buf, size_t len) {
-  if (len == 0) return size_t(0);
-  if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
-  const uint64_t start = down(off), end = up(off + len);
-  std::vector<uint8_t> block(end - start, 0);
-  // Partial first and last blocks keep their old bytes around the new ones.
-  if (off != start) RETURN_IF_ERROR(read(in, start, kBlock, reinterpret_cast<char*>(block.data())).status());
-  if ((off + len) % kBlock && (end - kBlock != start || off == start))
-    RETURN_IF_ERROR(read(in, end - kBlock, kBlock, reinterpret_cast<char*>(block.data() + (end - kBlock - start))).status());
-  std::memcpy(block.data() + (off - start), buf, len);
-  RETURN_IF_ERROR(write_blocks(in, start, block));
-  std::lock_guard lk(e_.mutex());
-  if (off + len > in.item.size) in.item.size = off + len;
-  in.dirty = true;
-  return len;
-}
-
 Status FileData::truncate(Inode& in, uint64_t new_size) {
   if (new_size > kMaxFileOffset) return Status::Error(EFBIG, "file too large");
   uint64_t size;
@@ -298,6 +304,7 @@ Status FileData::truncate(Inode& in, uint64_t new_size) {
   }
   std::lock_guard lk(e_.mutex());
   in.item.size = new_size;
+  in.disk_size = new_size;
   in.dirty = true;
   return Status::Ok();
 }
@@ -354,7 +361,7 @@ Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_si
     e_.abort(st);
     return st;
   }
-  if (!keep_size && off + len > in.item.size) in.item.size = off + len;
+  if (!keep_size && off + len > in.item.size) in.item.size = in.disk_size = off + len;
   in.dirty = true;
   return Status::Ok();
 }
@@ -404,7 +411,7 @@ Status FileData::zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_siz
   if (a < b) RETURN_IF_ERROR(preallocate(in, a, b - a, true));
   std::lock_guard lk(e_.mutex());
   if (!keep_size && off + len > in.item.size) {
-    in.item.size = off + len;
+    in.item.size = in.disk_size = off + len;
     in.dirty = true;
   }
   return Status::Ok();
@@ -432,6 +439,32 @@ Result<uint64_t> FileData::seek(Inode& in, uint64_t off, int whence) {
     pos = p.file_off + p.len;
   }
   return std::min(pos, size);
+}
+
+Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min_len, uint64_t max_len) {
+  auto r = e_.alloc_data(min_len, max_len);
+  if (r.ok() || r.status().code() != ENOSPC || e_.allocator().pinned_bytes() == 0 || !commit_locked_) return r;
+  RETURN_IF_ERROR(commit_locked_());
+  return e_.alloc_data(min_len, max_len);
+}
+
+Status FileData::record_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums) {
+  RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
+  FileExtent fe;
+  fe.generation = e_.transid();
+  fe.ram_bytes = len;
+  fe.type = kFileExtentRegular;
+  fe.disk_bytenr = disk;
+  fe.disk_num_bytes = len;
+  fe.num_bytes = len;
+  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), fe.encode()));
+  RETURN_IF_ERROR(e_.add_data_extent(disk, len, kFsTreeId, in.ino, file_off));
+  RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
+  in.item.nbytes += len;
+  in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
+  in.dirty = true;
+  stats_.bytes_written += len;
+  return Status::Ok();
 }
 
 Status FileData::drop_all_locked(Inode& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }

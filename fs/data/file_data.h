@@ -19,6 +19,7 @@
 #include <vector>
 #include <string>
 
+#include "io/io_engine.h"
 #include "tree/engine.h"
 #include "vfs/inode.h"
 
@@ -34,8 +35,6 @@ class FileData {
   explicit FileData(Engine& e) : e_(e) {}
 
   Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out);
-  // Writes and updates size, nbytes, mtime and ctime.
-  Result<size_t> write(Inode& in, uint64_t off, const char* buf, size_t len);
   Status truncate(Inode& in, uint64_t new_size);
   // fallocate modes: reserve space (prealloc extents), punch, zero.
   Status preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size);
@@ -43,6 +42,16 @@ class FileData {
   Status zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_size);
   // SEEK_DATA / SEEK_HOLE; ENXIO past the data or the end.
   Result<uint64_t> seek(Inode& in, uint64_t off, int whence);
+
+  // Engine mutex held: switch [file_off, file_off + len) of `in` to the new
+  // disk extent `disk` whose per-block checksums are `csums` (the finish of
+  // an ordered extent).
+  Status record_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
+  // Engine mutex held: a data extent of min..max bytes; commits once to
+  // free pinned space before giving up with ENOSPC.
+  Result<std::pair<uint64_t, uint64_t>> alloc_extent_locked(uint64_t min_len, uint64_t max_len);
+  // Data reads go through io_uring when an engine is set.
+  void set_io(IoEngine* io) { io_ = io; }
 
   // Engine mutex held: drop every extent of a file being deleted.
   Status drop_all_locked(Inode& in);
@@ -71,7 +80,10 @@ class FileData {
   // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
   Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);
 
+  Status device_read(uint64_t phys, uint8_t* buf, uint64_t len);
+
   Engine& e_;
+  IoEngine* io_ = nullptr;
   DataStats stats_;
   std::function<Status()> commit_locked_;
 };

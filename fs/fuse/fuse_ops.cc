@@ -203,7 +203,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   fuse_reply_write(req, r.value());
 }
 
-void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) { reply_status(req, fsys(req).flush(in_ino(ino))); }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fsys(req).release(in_ino(ino));

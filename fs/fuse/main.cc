@@ -36,6 +36,8 @@ struct Options {
   unsigned commit_seconds = 5;
   uint64_t cache_bytes = 256ULL << 20;
   bool default_permissions = true;
+  CsumMode csum = CsumMode::kAuto;
+  unsigned queue_depth = 64;
   bool user_fsname = false, user_subtype = false;
   bool help = false, version = false;
   std::string error;
@@ -84,6 +86,17 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       o->cache_bytes = *v;
       return 0;
     }
+    if (a == "csum=auto") { o->csum = CsumMode::kAuto; return 0; }
+    if (a == "csum=sync") { o->csum = CsumMode::kSync; return 0; }
+    if (a == "csum=async") { o->csum = CsumMode::kAsync; return 0; }
+    if (a.rfind("csum=", 0) == 0) { o->error = "csum= wants auto, sync or async"; return -1; }
+    if (a.rfind("queue_depth=", 0) == 0) {
+      char* end;
+      unsigned long v = std::strtoul(a.c_str() + 12, &end, 10);
+      if (*end || v < 8 || v > 4096) { o->error = "queue_depth= wants 8..4096"; return -1; }
+      o->queue_depth = unsigned(v);
+      return 0;
+    }
     if (a == "default_permissions") { o->default_permissions = true; return 0; }
     if (a == "nodefault_permissions") { o->default_permissions = false; return 0; }
     if (a.rfind("fsname=", 0) == 0) o->user_fsname = true;
@@ -101,6 +114,8 @@ void usage(const char* prog) {
             << "    -o ro                  mount read-only\n"
             << "    -o commit=SECONDS      commit interval (default 5)\n"
             << "    -o cache=SIZE          memory for the daemon's caches (default 256M)\n"
+            << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
+            << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
             << "    -f                     stay in the foreground\n"
@@ -199,16 +214,27 @@ int main(int argc, char** argv) {
     std::cerr << "cairn: " << dev.status().message() << "\n";
     return 1;
   }
+  std::shared_ptr<BlockDevice> device = std::move(dev).value();
+  {
+    // Validate everything mount needs now, so a bad image is refused before
+    // the mount exists; the real mount follows after daemonizing, because
+    // fork() would not carry the engine's threads into the daemon.
+    EngineOptions eo;
+    eo.read_only = true;
+    auto probe = Engine::open(device, eo);
+    if (!probe.ok()) {
+      std::cerr << "cairn: cannot mount " << abs_image << ": " << probe.status().message() << "\n";
+      return 1;
+    }
+  }
   MountOptions mo;
   mo.read_only = o.read_only;
   mo.node_cache_bytes = o.cache_bytes / 2;
-  auto fs = Filesystem::mount(std::move(dev).value(), mo);
-  if (!fs.ok()) {
-    std::cerr << "cairn: cannot mount " << abs_image << ": " << fs.status().message() << "\n";
-    return 1;
-  }
+  mo.writeback.dirty_limit = o.cache_bytes / 2;
+  mo.writeback.csum_mode = o.csum;
+  mo.writeback.queue_depth = o.queue_depth;
+  mo.io.queue_depth = o.queue_depth;
   FuseContext fctx;
-  fctx.fs = fs.value().get();
 
   fuse_session* se = fuse_session_new(&args, &cairn_fuse_ops(), sizeof(fuse_lowlevel_ops), &fctx);
   if (!se) return 1;
@@ -219,6 +245,13 @@ int main(int argc, char** argv) {
   }
   fuse_daemonize(cmd.foreground);
   // Threads start after daemonizing: fork() keeps only the calling thread.
+  auto fs = Filesystem::mount(device, mo);
+  if (!fs.ok()) {
+    std::cerr << "cairn: cannot mount " << abs_image << ": " << fs.status().message() << "\n";
+    fuse_session_unmount(se);
+    return 1;
+  }
+  fctx.fs = fs.value().get();
   Committer committer(fctx.fs, o.commit_seconds);
   if (!o.read_only) committer.start();
   int rc;

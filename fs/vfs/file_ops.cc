@@ -32,12 +32,15 @@ Status Filesystem::open(uint64_t ino, bool truncate) {
 }
 
 void Filesystem::release(uint64_t ino) {
-  std::lock_guard lk(engine_->mutex());
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end()) return;
-  if (it->second->open_count > 0) it->second->open_count--;
-  Status st = maybe_evict(ino);
-  if (!st.ok()) engine_->abort(st);
+  {
+    std::lock_guard lk(engine_->mutex());
+    auto it = inodes_.find(ino);
+    if (it == inodes_.end()) return;
+    if (it->second->open_count > 0) it->second->open_count--;
+    Status st = maybe_evict(ino);
+    if (!st.ok()) engine_->abort(st);
+  }
+  discard_deleted();
 }
 
 Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out) {
@@ -66,8 +69,8 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
     if (engine_->aborted()) return Status::Error(EROFS, "filesystem is read-only after an error");
   }
   if (!in->is_reg()) return Status::Error(EINVAL, "not a regular file");
-  std::unique_lock io(in->io_lock);
-  ASSIGN_OR_RETURN(size_t n, data_->write(*in, off, buf, len));
+  std::shared_lock io(in->io_lock);
+  ASSIGN_OR_RETURN(size_t n, writeback_->write(in, off, buf, len));
   std::lock_guard lk(engine_->mutex());
   in->item.mtime = in->item.ctime = current_time();
   mark_dirty(*in);
@@ -75,10 +78,31 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
 }
 
 Status Filesystem::fsync(uint64_t ino, bool datasync) {
-  (void)ino;
-  (void)datasync;
-  // A commit makes everything durable, this file's data and names included.
-  return sync();
+  (void)datasync;  // a commit is the unit of durability: both wait for the same
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard lk(engine_->mutex());
+    ASSIGN_OR_RETURN(in, get_inode(ino));
+  }
+  if (engine_->read_only()) return Status::Ok();
+  Status wb = writeback_->flush_inode(in, true);
+  Status err = writeback_->take_error(*in);
+  if (!wb.ok() || !err.ok()) return Status::IoError("writeback failed: " + (!wb.ok() ? wb : err).message());
+  // The file's data is on disk; a commit makes the tree point at it.
+  return group_commit();
+}
+
+Status Filesystem::flush(uint64_t ino) {
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard lk(engine_->mutex());
+    auto it = inodes_.find(ino);
+    if (it == inodes_.end()) return Status::Ok();
+    in = it->second;
+  }
+  Status err = writeback_->take_error(*in);
+  if (!err.ok()) return Status::IoError("writeback failed: " + err.message());
+  return Status::Ok();
 }
 
 Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
@@ -96,6 +120,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
   if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
   if (!in->is_reg()) return Status::Error(ENODEV, "not a regular file");
   std::unique_lock io(in->io_lock);
+  RETURN_IF_ERROR(writeback_->flush_inode(in, true));
   const bool keep = mode & FALLOC_FL_KEEP_SIZE;
   if (mode & FALLOC_FL_PUNCH_HOLE) RETURN_IF_ERROR(data_->punch_hole(*in, off, len));
   else if (mode & FALLOC_FL_ZERO_RANGE) RETURN_IF_ERROR(data_->zero_range(*in, off, len, keep));
@@ -115,7 +140,8 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t off, int whence) {
     ASSIGN_OR_RETURN(in, get_inode(ino));
   }
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return Status::Invalid("unsupported whence");
-  std::shared_lock io(in->io_lock);
+  std::unique_lock io(in->io_lock);
+  RETURN_IF_ERROR(writeback_->flush_inode(in, true));
   return data_->seek(*in, off, whence);
 }
 

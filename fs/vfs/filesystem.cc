@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <mutex>
 
 namespace cairn {
@@ -41,8 +42,13 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   EngineOptions eo;
   eo.read_only = opts.read_only;
   eo.node_cache_bytes = opts.node_cache_bytes;
+  const std::string path = dev->name();
+  if (dev->fd() < 0) return Status::Invalid("the data path needs an image file or block device");
   ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));
   std::unique_ptr<Filesystem> fs(new Filesystem(std::move(engine)));
+  ASSIGN_OR_RETURN(fs->io_, IoEngine::open(path, opts.read_only, opts.io));
+  fs->data_->set_io(fs->io_.get());
+  fs->writeback_ = std::make_unique<Writeback>(*fs->engine_, *fs->data_, *fs->io_, opts.writeback);
   std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(kFirstInode);
   if (!root.ok()) return root.status().with_context("reading the root directory");
@@ -64,13 +70,17 @@ Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   ASSIGN_OR_RETURN(InodeItem item, InodeItem::decode(raw.value()));
   auto in = std::make_shared<Inode>(ino);
   in->item = item;
+  in->disk_size = item.size;
   inodes_[ino] = in;
   return in;
 }
 
 Status Filesystem::write_inode_item(Inode& in) {
   in.item.transid = engine_->transid();
-  RETURN_IF_ERROR(engine_->tree(kFsTreeId).update(Key{in.ino, kInodeItem, 0}, in.item.encode()));
+  // The recorded size never runs ahead of the data on disk.
+  InodeItem rec = in.item;
+  rec.size = std::min(in.item.size, in.disk_size);
+  RETURN_IF_ERROR(engine_->tree(kFsTreeId).update(Key{in.ino, kInodeItem, 0}, rec.encode()));
   in.dirty = false;
   return Status::Ok();
 }
@@ -102,7 +112,7 @@ Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn) {
 Result<InodeItem> Filesystem::getattr(uint64_t ino) {
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
-  return in->item;
+  return attr_of(*in);
 }
 
 Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
@@ -113,9 +123,11 @@ Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
     if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
   }
   if (sa.size) {
-    std::unique_lock io(in->io_lock);
     if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
     if (!in->is_reg()) return Status::Invalid("not a regular file");
+    std::unique_lock io(in->io_lock);
+    // Cached data first: truncation works on the extents.
+    RETURN_IF_ERROR(writeback_->flush_inode(in, true));
     RETURN_IF_ERROR(data_->truncate(*in, sa.new_size));
   }
   std::lock_guard lk(engine_->mutex());
@@ -138,7 +150,7 @@ Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
   if (sa.mtime) it.mtime = sa.mtime_now ? now : sa.new_mtime;
   it.ctime = sa.ctime ? sa.new_ctime : now;
   mark_dirty(*in);
-  return it;
+  return attr_of(*in);
 }
 
 Result<std::string> Filesystem::readlink(uint64_t ino) {
@@ -149,13 +161,16 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
 }
 
 void Filesystem::forget(uint64_t ino, uint64_t nlookup) {
-  std::lock_guard lk(engine_->mutex());
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end()) return;
-  Inode& in = *it->second;
-  in.nlookup = nlookup > in.nlookup ? 0 : in.nlookup - nlookup;
-  Status st = maybe_evict(ino);
-  if (!st.ok()) engine_->abort(st);
+  {
+    std::lock_guard lk(engine_->mutex());
+    auto it = inodes_.find(ino);
+    if (it == inodes_.end()) return;
+    Inode& in = *it->second;
+    in.nlookup = nlookup > in.nlookup ? 0 : in.nlookup - nlookup;
+    Status st = maybe_evict(ino);
+    if (!st.ok()) engine_->abort(st);
+  }
+  discard_deleted();
 }
 
 // Drop an unused inode from memory; delete it when its last link is gone.
@@ -175,6 +190,10 @@ Status Filesystem::maybe_evict(uint64_t ino) {
 
 Status Filesystem::delete_inode(Inode& in) {
   if (engine_->read_only() || engine_->aborted()) return Status::Ok();
+  // Ordered extents still in flight see this and give their space back;
+  // dirty pages are dropped once the engine mutex is released.
+  in.cache.deleted = true;
+  if (auto it = inodes_.find(in.ino); it != inodes_.end()) pending_discard_.push_back(it->second);
   if (in.is_reg()) RETURN_IF_ERROR(data_->drop_all_locked(in));
   ASSIGN_OR_RETURN(uint64_t n, engine_->tree(kFsTreeId).remove_range(Key{in.ino, 0, 0}, Key{in.ino, 0xFF, ~0ULL}));
   (void)n;
@@ -185,6 +204,16 @@ Status Filesystem::delete_inode(Inode& in) {
   }
   in.dirty = false;
   return Status::Ok();
+}
+
+void Filesystem::discard_deleted() {
+  std::vector<std::shared_ptr<Inode>> todo;
+  {
+    std::lock_guard lk(engine_->mutex());
+    todo.swap(pending_discard_);
+  }
+  if (writeback_)
+    for (auto& in : todo) writeback_->discard(*in);
 }
 
 Status Filesystem::process_orphans() {
@@ -217,7 +246,9 @@ FsStats Filesystem::statfs() {
   s.total_bytes = engine_->super().total_bytes;
   // Space freed in the running transaction is free from the user's point
   // of view: the next commit (forced by an allocation that needs it) releases it.
-  s.avail_bytes = engine_->allocator().data_available() + engine_->allocator().pinned_data_bytes();
+  const uint64_t have = engine_->allocator().data_available() + engine_->allocator().pinned_data_bytes();
+  const uint64_t promised = writeback_ ? writeback_->reserved_bytes() : 0;
+  s.avail_bytes = have > promised ? have - promised : 0;
   s.free_bytes = s.avail_bytes;
   const uint64_t meta_free = engine_->allocator().free_in_chunks(kChunkMetadata);
   // Inodes are not preallocated: estimate from metadata space, as btrfs does.
@@ -226,16 +257,53 @@ FsStats Filesystem::statfs() {
   return s;
 }
 
-Status Filesystem::sync() {
+Status Filesystem::commit_now() {
   std::lock_guard lk(engine_->mutex());
   if (engine_->read_only()) return Status::Ok();
   RETURN_IF_ERROR(flush_dirty_inodes());
   return engine_->commit();
 }
 
-Status Filesystem::unmount() {
-  std::lock_guard lk(engine_->mutex());
+Status Filesystem::group_commit() {
+  std::unique_lock lk(gc_mu_);
+  const uint64_t ticket = ++gc_requested_;
+  while (gc_completed_ < ticket) {
+    if (gc_running_) {
+      gc_cv_.wait(lk);
+      continue;
+    }
+    // Lead a commit for every request so far; later ones wait for the next.
+    gc_running_ = true;
+    const uint64_t batch = gc_requested_;
+    lk.unlock();
+    Status st = commit_now();
+    lk.lock();
+    gc_running_ = false;
+    gc_commits_++;
+    gc_status_ = st;
+    gc_completed_ = batch;
+    gc_cv_.notify_all();
+  }
+  return gc_status_;
+}
+
+CommitStats Filesystem::commit_stats() {
+  std::lock_guard lk(gc_mu_);
+  return CommitStats{gc_requested_, gc_commits_};
+}
+
+Status Filesystem::sync() {
   if (engine_->read_only()) return Status::Ok();
+  RETURN_IF_ERROR(writeback_->flush_all(true));
+  return group_commit();
+}
+
+Status Filesystem::unmount() {
+  if (engine_->read_only()) return Status::Ok();
+  Status wb = writeback_->flush_all(true);
+  writeback_->workers().drain();
+  std::lock_guard lk(engine_->mutex());
+  if (!wb.ok()) std::fprintf(stderr, "cairn: writeback at unmount: %s\n", wb.message().c_str());
   // The kernel has let go of everything; unlinked files die now.
   std::vector<uint64_t> all;
   for (auto& [ino, in] : inodes_) all.push_back(ino);

@@ -12,6 +12,7 @@
 // under the inode's io_lock with the engine mutex held only to map and
 // record extents (see fs/data/file_data.h).
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include "data/file_data.h"
+#include "data/writeback.h"
+#include "io/io_engine.h"
 #include "tree/engine.h"
 #include "vfs/inode.h"
 
@@ -60,6 +63,12 @@ struct DirEntryOut {
 struct MountOptions {
   bool read_only = false;
   size_t node_cache_bytes = 64ULL << 20;
+  WritebackOptions writeback;
+  IoEngineOptions io;
+};
+
+struct CommitStats {
+  uint64_t requests = 0, commits = 0;  // fsync-style requests and the commits that served them
 };
 
 class Filesystem {
@@ -69,6 +78,9 @@ class Filesystem {
 
   Engine& engine() { return *engine_; }
   FileData& data() { return *data_; }
+  Writeback& writeback() { return *writeback_; }
+  IoEngine& io() { return *io_; }
+  CommitStats commit_stats();
 
   // ---- Lookup and attributes ----
   Result<Entry> lookup(uint64_t parent, const std::string& name);
@@ -96,6 +108,8 @@ class Filesystem {
   Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
   Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len);
   Status fsync(uint64_t ino, bool datasync);
+  // close(2): reports a writeback error already known (it does not wait).
+  Status flush(uint64_t ino);
   Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
   Result<uint64_t> lseek(uint64_t ino, uint64_t off, int whence);
   Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len);
@@ -108,8 +122,10 @@ class Filesystem {
   Status removexattr(uint64_t ino, const std::string& name);
 
   FsStats statfs();
-  // Write dirty inodes and commit the running transaction.
+  // Write back every dirty page, then commit (the periodic commit, syncfs).
   Status sync();
+  // Commit, joining any commit requested concurrently (group commit).
+  Status group_commit();
   // Final commit at unmount: everything in use is released first.
   Status unmount();
 
@@ -136,13 +152,35 @@ class Filesystem {
   Result<uint64_t> parent_of(uint64_t dir);
   Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t dir);
   Status check_name(const std::string& name) const;
-  Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, in.item}; }
+  // Attributes as stat(2) shows them: blocks include dirty data awaiting
+  // allocation, as delayed allocation does elsewhere.
+  static InodeItem attr_of(const Inode& in) {
+    InodeItem a = in.item;
+    a.nbytes += in.cache.dirty_pages.load() * kPageSize;
+    return a;
+  }
+  Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, attr_of(in)}; }
   // Run a modifying operation: metadata reservation first, abort on a half-done failure.
   Status modify(uint64_t nodes, const std::function<Status()>& fn);
 
+  Status commit_now();
+  Status do_unlink(uint64_t parent, const std::string& name);
+  Status do_rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                       unsigned flags);
+  // Drop the cached pages of inodes deleted under the engine mutex.
+  void discard_deleted();
+
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<FileData> data_;
+  std::unique_ptr<IoEngine> io_;
+  std::unique_ptr<Writeback> writeback_;
+  std::mutex gc_mu_;
+  std::condition_variable gc_cv_;
+  uint64_t gc_requested_ = 0, gc_completed_ = 0, gc_commits_ = 0;
+  bool gc_running_ = false;
+  Status gc_status_;
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> inodes_;
+  std::vector<std::shared_ptr<Inode>> pending_discard_;  // engine mutex
 };
 
 Timespec current_time();

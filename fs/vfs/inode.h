@@ -5,7 +5,7 @@
 // written to the fs tree before each commit (as btrfs's delayed inodes), so
 // a stream of writes does not rewrite the item each time.
 //
-// Locking: `item`, `nlookup`, `open_count`, `dirty`, `orphan` are guarded
+// Locking: `item`, `nlookup`, `open_count`, `dirty`, `orphan`, `disk_size` are guarded
 // by the engine mutex. `io_lock` orders data I/O on the file: readers share
 // it, writers and size changes hold it exclusively. Lock order: io_lock
 // before the engine mutex, never the reverse.
@@ -14,6 +14,7 @@
 #include <shared_mutex>
 #include <sys/stat.h>
 
+#include "cache/file_cache.h"
 #include "format/items.h"
 
 namespace cairn {
@@ -27,6 +28,11 @@ struct Inode {
   bool dirty = false;       // item differs from the tree
   bool orphan = false;      // nlink reached 0 while still in use; an ORPHAN_ITEM exists
   std::shared_mutex io_lock;
+  // The size the tree may record: data up to here is on disk (ordered
+  // extents raise it as they finish), so a crash never exposes a size
+  // whose bytes were not written. Guarded by the engine mutex.
+  uint64_t disk_size = 0;
+  FileCache cache;
 
   bool is_dir() const { return S_ISDIR(item.mode); }
   bool is_reg() const { return S_ISREG(item.mode); }

@@ -164,7 +164,7 @@ Result<Entry> Filesystem::create_common(uint64_t parent, const std::string& name
     child->item.mode = final_mode;
     if (target) {
       RETURN_IF_ERROR(data_->set_inline_locked(*child, *target));
-      child->item.size = target->size();
+      child->item.size = child->disk_size = target->size();
     }
     RETURN_IF_ERROR(add_entry(*dir, name, *child));
     if (S_ISDIR(mode)) dir->item.nlink++;
@@ -236,6 +236,12 @@ Result<Entry> Filesystem::link(uint64_t ino, uint64_t new_parent, const std::str
 }
 
 Status Filesystem::unlink(uint64_t parent, const std::string& name) {
+  Status st = do_unlink(parent, name);
+  discard_deleted();
+  return st;
+}
+
+Status Filesystem::do_unlink(uint64_t parent, const std::string& name) {
   std::lock_guard lk(engine_->mutex());
   return modify(32, [&]() -> Status {
     ASSIGN_OR_RETURN(auto dir, get_inode(parent));
@@ -299,6 +305,13 @@ Status Filesystem::rename(uint64_t parent, const std::string& name, uint64_t new
   if (flags & ~unsigned(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::Invalid("unsupported rename flags");
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return Status::Invalid("conflicting rename flags");
   RETURN_IF_ERROR(check_name(new_name));
+  Status st = do_rename(parent, name, new_parent, new_name, flags);
+  discard_deleted();
+  return st;
+}
+
+Status Filesystem::do_rename(uint64_t parent, const std::string& name, uint64_t new_parent,
+                                 const std::string& new_name, unsigned flags) {
   std::lock_guard lk(engine_->mutex());
   return modify(64, [&]() -> Status {
     ASSIGN_OR_RETURN(auto sdir, get_inode(parent));

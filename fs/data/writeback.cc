@@ -1,0 +1,379 @@
+#include "data/writeback.h"
+
+#include <pthread.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace cairn {
+
+// One ordered extent: pages [first, first + pages.size()) of a file bound
+// for disk extent `disk`. Its count starts at copies + 1 (one per device
+// write, one for the checksums); the half that drops it to zero queues it.
+struct Writeback::Ordered : CompletionItem {
+  Writeback* wb = nullptr;
+  std::shared_ptr<Inode> inode;
+  uint64_t first = 0;                 // page index
+  std::vector<PagePtr> pages;         // frozen pages: the saved description of the range
+  std::vector<iovec> iov;
+  uint64_t disk = 0;
+  std::vector<uint8_t> csums;
+  std::atomic<int> pending{0};
+  std::atomic<int64_t> io_error{0};
+  IoRequest io[2];
+
+  uint64_t bytes() const { return pages.size() * kPageSize; }
+  void half_done() {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) wb->workers_.queue(this, inode->ino);
+  }
+  void complete() override { wb->finish(this); }
+};
+
+Writeback::Writeback(Engine& e, FileData& data, IoEngine& io, const WritebackOptions& opts)
+    : e_(e),
+      data_(data),
+      io_(io),
+      opts_(opts),
+      pool_(opts.csum_threads ? opts.csum_threads : std::max(1u, std::thread::hardware_concurrency())),
+      workers_(opts.completion_workers ? opts.completion_workers : std::max(1u, std::thread::hardware_concurrency())) {
+  thread_ = std::thread([this] { background(); });
+  pthread_setname_np(thread_.native_handle(), "cairn-writeback");
+}
+
+Writeback::~Writeback() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  kick_.notify_all();
+  thread_.join();
+  workers_.drain();
+}
+
+void Writeback::note_dirty(const std::shared_ptr<Inode>& in) {
+  std::lock_guard lk(mu_);
+  dirty_inodes_.insert(in);
+}
+
+Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len) {
+  if (len == 0) return size_t(0);
+  const uint64_t first = off / kPageSize, last = (off + len - 1) / kPageSize;
+  uint64_t size;
+  {
+    std::lock_guard lk(e_.mutex());
+    size = in->item.size;
+  }
+  // Partial pages not in the cache start from what the file holds now.
+  std::map<uint64_t, PagePtr> fill;
+  for (uint64_t idx : {first, last}) {
+    const bool partial = (idx == first && off % kPageSize) || (idx == last && (off + len) % kPageSize);
+    if (!partial || fill.count(idx) || idx * kPageSize >= size) continue;
+    {
+      std::lock_guard ck(in->cache.mu);
+      if (in->cache.pages.count(idx)) continue;
+    }
+    PagePtr p = new_page();
+    std::memset(p->bytes, 0, kPageSize);
+    RETURN_IF_ERROR(data_.read(*in, idx * kPageSize, kPageSize, reinterpret_cast<char*>(p->bytes)).status());
+    fill[idx] = p;
+  }
+  // Space for what becomes dirty is reserved now, so writeback cannot hit
+  // ENOSPC after write() has reported success.
+  const uint64_t worst = (last - first + 1) * kPageSize;
+  {
+    std::lock_guard lk(e_.mutex());
+    auto have = [&] { return e_.allocator().data_available() + e_.allocator().pinned_data_bytes(); };
+    if (have() < reserved_.load() + worst) return Status::NoSpace("no space left on device");
+    reserved_ += worst;
+  }
+  uint64_t newly_dirty = 0;
+  {
+    std::lock_guard ck(in->cache.mu);
+    FileCache& c = in->cache;
+    for (uint64_t idx = first; idx <= last; idx++) {
+      CachedPage& cp = c.pages[idx];
+      if (!cp.page) {
+        auto f = fill.find(idx);
+        if (f != fill.end()) {
+          cp.page = f->second;
+        } else {
+          cp.page = new_page();
+          std::memset(cp.page->bytes, 0, kPageSize);
+        }
+        cached_bytes_ += kPageSize;
+      } else if (cp.writeback) {
+        // Frozen: its bytes are being checksummed and written. Copy it.
+        PagePtr copy = new_page();
+        std::memcpy(copy->bytes, cp.page->bytes, kPageSize);
+        cp.page = copy;
+        cp.writeback = false;
+        cached_bytes_ += kPageSize;
+      }
+      const uint64_t ps = idx * kPageSize, s = std::max(ps, off), e = std::min(ps + kPageSize, off + len);
+      std::memcpy(cp.page->bytes + (s - ps), buf + (s - off), e - s);
+      if (!cp.dirty) {
+        cp.dirty = true;
+        c.dirty_pages++;
+        newly_dirty++;
+      }
+    }
+  }
+  release_reservation(worst - newly_dirty * kPageSize);
+  dirty_bytes_ += newly_dirty * kPageSize;
+  {
+    std::lock_guard lk(e_.mutex());
+    if (off + len > in->item.size) in->item.size = off + len;
+  }
+  note_dirty(in);
+  if (in->cache.dropbehind) {
+    RETURN_IF_ERROR(flush_inode(in, false));
+  }
+  // Memory bound: start writeback early, and make writers wait at the limit.
+  if (dirty_bytes_.load() > opts_.dirty_limit / 4) {
+    {
+      std::lock_guard lk(mu_);
+      kicked_ = true;
+    }
+    kick_.notify_one();
+  }
+  if (dirty_bytes_.load() > opts_.dirty_limit) {
+    RETURN_IF_ERROR(flush_inode(in, false));
+    std::unique_lock lk(mu_);
+    progress_.wait_for(lk, std::chrono::seconds(5), [&] { return dirty_bytes_.load() <= opts_.dirty_limit || stop_; });
+  }
+  return len;
+}
+
+Status Writeback::flush_inode(const std::shared_ptr<Inode>& in, bool wait) {
+  for (;;) {
+    std::vector<Ordered*> batch;
+    bool skipped = false;
+    {
+      std::lock_guard ck(in->cache.mu);
+      FileCache& c = in->cache;
+      Ordered* cur = nullptr;
+      const uint64_t max_pages = opts_.max_extent / kPageSize;
+      for (auto& [idx, cp] : c.pages) {
+        if (!cp.dirty) {
+          cur = nullptr;
+          continue;
+        }
+        if (c.inflight.count(idx)) {
+          // Its older version is still being written: next round.
+          skipped = true;
+          cur = nullptr;
+          continue;
+        }
+        if (!cur || cur->first + cur->pages.size() != idx || cur->pages.size() >= max_pages) {
+          cur = new Ordered();
+          cur->wb = this;
+          cur->inode = in;
+          cur->first = idx;
+          batch.push_back(cur);
+        }
+        cp.dirty = false;
+        cp.writeback = true;
+        c.dirty_pages--;
+        c.inflight.insert(idx);
+        cur->pages.push_back(cp.page);
+      }
+      c.inflight_extents += uint32_t(batch.size());
+    }
+    for (Ordered* oe : batch) submit(oe);
+    if (!wait) return Status::Ok();
+    std::unique_lock ck(in->cache.mu);
+    in->cache.cv.wait(ck, [&] { return in->cache.inflight_extents == 0; });
+    if (!skipped && in->cache.dirty_pages == 0) return in->cache.error;
+  }
+}
+
+void Writeback::submit(Ordered* oe) {
+  Inode& in = *oe->inode;
+  // Disk space: one contiguous extent; when free space is fragmented the
+  // tail becomes an ordered extent of its own.
+  std::vector<uint64_t> copies;
+  Status st;
+  Ordered* rest = nullptr;
+  {
+    std::lock_guard lk(e_.mutex());
+    auto r = data_.alloc_extent_locked(kPageSize, oe->bytes());
+    if (!r.ok()) {
+      st = r.status();
+    } else {
+      if (r->second < oe->bytes()) {
+        rest = new Ordered();
+        rest->wb = this;
+        rest->inode = oe->inode;
+        const size_t keep = r->second / kPageSize;
+        rest->first = oe->first + keep;
+        rest->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
+        oe->pages.resize(keep);
+        std::lock_guard ck(in.cache.mu);
+        in.cache.inflight_extents++;  // submitted after this one, below
+      }
+      oe->disk = r->first;
+      auto m = e_.chunk_map().map(r->first, r->second);
+      if (m.ok()) copies = m.value();
+      else st = m.status();
+    }
+  }
+  const uint64_t bytes = oe->bytes();
+  release_reservation(bytes);  // the space is taken now (or the extent failed)
+  if (!st.ok()) {
+    // No space or no mapping: the extent fails as a whole, pages stay lost.
+    oe->io_error = -st.code();
+    oe->disk = 0;
+    oe->pending = 1;
+    oe->half_done();
+    if (rest) submit(rest);
+    return;
+  }
+  stats_.extents++;
+  stats_.bytes += bytes;
+  oe->iov.resize(oe->pages.size());
+  for (size_t i = 0; i < oe->pages.size(); i++) oe->iov[i] = iovec{oe->pages[i]->bytes, kPageSize};
+  const bool async = opts_.csum_mode == CsumMode::kAsync ||
+                     (opts_.csum_mode == CsumMode::kAuto && bytes >= 128 * 1024 && pool_.size() > 0);
+  oe->pending = int(copies.size()) + 1;
+  const int flags = in.cache.dropbehind ? kRwfDontcache : 0;
+  auto compute = [oe] {
+    // From the saved page list: submission never touches it (seed 003's v2 race).
+    const CsumType t = oe->wb->e_.csum_type();
+    const size_t cs = csum_size(t);
+    oe->csums.resize(oe->pages.size() * cs);
+    uint8_t tmp[kMaxCsumSize];
+    for (size_t i = 0; i < oe->pages.size(); i++) {
+      csum_compute(t, oe->pages[i]->bytes, kPageSize, tmp);
+      std::memcpy(oe->csums.data() + i * cs, tmp, cs);
+    }
+  };
+  if (!async) {
+    compute();
+    stats_.sync_csums++;
+  }
+  for (size_t k = 0; k < copies.size(); k++) {
+    oe->io[k].done = [oe](int64_t res) {
+      if (res < 0) oe->io_error = res;
+      oe->half_done();
+    };
+    io_.submit_write(copies[k], oe->iov.data(), int(oe->iov.size()), &oe->io[k], flags);
+  }
+  if (async) {
+    stats_.async_csums++;
+    pool_.submit([oe, compute] {
+      compute();
+      oe->half_done();
+    });
+  } else {
+    oe->half_done();
+  }
+  if (rest) submit(rest);
+}
+
+void Writeback::finish(Ordered* oe) {
+  Inode& in = *oe->inode;
+  const uint64_t bytes = oe->bytes();
+  {
+    std::lock_guard ck(in.cache.mu);
+    Status st;
+    {
+      std::lock_guard lk(e_.mutex());
+      if (oe->io_error || in.cache.deleted) {
+        if (oe->disk) e_.release_unused_data(oe->disk, bytes);
+        if (oe->io_error && !in.cache.deleted) {
+          stats_.io_errors++;
+          e_.dev_stats().write_errors++;
+          e_.note_stats_changed();
+          st = Status::IoError("writeback of inode " + std::to_string(in.ino) + " failed");
+        }
+      } else {
+        st = data_.record_extent_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data());
+        if (!st.ok()) e_.abort(st);
+      }
+    }
+    if (!st.ok() && in.cache.error.ok()) in.cache.error = st;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < oe->pages.size(); i++) {
+      const uint64_t idx = oe->first + i;
+      in.cache.inflight.erase(idx);
+      auto it = in.cache.pages.find(idx);
+      // Clean now: the page leaves the daemon's cache, unless a newer copy replaced it.
+      if (it != in.cache.pages.end() && it->second.page == oe->pages[i] && !it->second.dirty) {
+        in.cache.pages.erase(it);
+        dropped++;
+      }
+    }
+    cached_bytes_ -= std::min<uint64_t>(cached_bytes_.load(), bytes);
+    if (in.cache.dropbehind) stats_.dropped_behind += dropped;
+    in.cache.inflight_extents--;
+  }
+  in.cache.cv.notify_all();
+  dirty_bytes_ -= std::min<uint64_t>(dirty_bytes_.load(), bytes);
+  progress_.notify_all();
+  delete oe;
+}
+
+Status Writeback::flush_all(bool wait) {
+  std::vector<std::shared_ptr<Inode>> all;
+  {
+    std::lock_guard lk(mu_);
+    all.assign(dirty_inodes_.begin(), dirty_inodes_.end());
+    dirty_inodes_.clear();
+  }
+  Status first;
+  for (auto& in : all) {
+    Status st = flush_inode(in, wait);
+    if (!st.ok() && first.ok()) first = st;
+    if (!wait) {
+      std::lock_guard ck(in->cache.mu);
+      if (in->cache.dirty_pages || in->cache.inflight_extents) note_dirty(in);
+    }
+  }
+  return first;
+}
+
+void Writeback::release_reservation(uint64_t bytes) {
+  uint64_t cur = reserved_.load();
+  while (!reserved_.compare_exchange_weak(cur, cur - std::min(cur, bytes))) {
+  }
+}
+
+void Writeback::discard(Inode& in) {
+  std::lock_guard ck(in.cache.mu);
+  in.cache.deleted = true;
+  uint64_t dropped = 0;
+  for (auto it = in.cache.pages.begin(); it != in.cache.pages.end();) {
+    if (it->second.dirty) {
+      dropped++;
+      in.cache.dirty_pages--;
+    }
+    if (!it->second.writeback) it = in.cache.pages.erase(it);
+    else ++it;
+  }
+  dirty_bytes_ -= std::min<uint64_t>(dirty_bytes_.load(), dropped * kPageSize);
+  cached_bytes_ -= std::min<uint64_t>(cached_bytes_.load(), dropped * kPageSize);
+  release_reservation(dropped * kPageSize);
+}
+
+Status Writeback::take_error(Inode& in) {
+  std::lock_guard ck(in.cache.mu);
+  Status st = in.cache.error;
+  in.cache.error = Status::Ok();
+  return st;
+}
+
+void Writeback::background() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    kick_.wait_for(lk, std::chrono::milliseconds(int(opts_.interval_seconds * 1000)), [this] { return stop_ || kicked_; });
+    if (stop_) return;
+    kicked_ = false;
+    lk.unlock();
+    (void)flush_all(false);
+    lk.lock();
+  }
+}
+
+}  // namespace cairn
