@@ -69,6 +69,7 @@ void IoEngine::submit(bool write, uint64_t offset, const iovec* iov, int iovcnt,
     if (inflight_.compare_exchange_weak(cur, cur + 1)) break;
   }
   req->expected = 0;
+  req->forced_error = write && inject_write_errors_ ? -EIO : 0;
   for (int i = 0; i < iovcnt; i++) req->expected += iov[i].iov_len;
   std::lock_guard lk(sq_mu_);
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -76,9 +77,13 @@ void IoEngine::submit(bool write, uint64_t offset, const iovec* iov, int iovcnt,
     io_uring_submit(&ring_);
     sqe = io_uring_get_sqe(&ring_);
   }
-  if (write) io_uring_prep_writev(sqe, fd_, iov, unsigned(iovcnt), offset);
-  else io_uring_prep_readv(sqe, fd_, iov, unsigned(iovcnt), offset);
-  sqe->rw_flags = rw_flags;
+  if (req->forced_error) {
+    io_uring_prep_nop(sqe);  // still completes through the reaper, like a real failure
+  } else {
+    if (write) io_uring_prep_writev(sqe, fd_, iov, unsigned(iovcnt), offset);
+    else io_uring_prep_readv(sqe, fd_, iov, unsigned(iovcnt), offset);
+    sqe->rw_flags = rw_flags;
+  }
   io_uring_sqe_set_data(sqe, req);
   io_uring_submit(&ring_);
 }
@@ -106,7 +111,8 @@ void IoEngine::reap() {
     inflight_.fetch_sub(1);
     inflight_.notify_one();
     // A short transfer on a regular file or device is an error here.
-    req->done(res >= 0 && size_t(res) != req->expected ? -EIO : res);
+    if (req->forced_error) req->done(req->forced_error);
+    else req->done(res >= 0 && size_t(res) != req->expected ? -EIO : res);
   }
 }
 

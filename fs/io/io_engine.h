@@ -32,6 +32,7 @@ struct IoRequest {
   // Called on the reaper thread with the result (bytes, or -errno). Must not block.
   std::function<void(int64_t res)> done;
   size_t expected = 0;
+  int forced_error = 0;  // set by fault injection: the completion reports it
 };
 
 struct IoEngineOptions {
@@ -55,6 +56,8 @@ class IoEngine {
   bool dontcache_supported() const { return dontcache_ok_; }
   unsigned queue_depth() const { return depth_; }
   uint64_t completions() const { return completions_.load(); }
+  // Tests: writes complete with EIO without reaching the device.
+  void inject_write_errors(bool on) { inject_write_errors_ = on; }
 
  private:
   IoEngine() = default;
@@ -70,6 +73,7 @@ class IoEngine {
   std::atomic<uint32_t> inflight_{0};
   std::atomic<uint64_t> completions_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> inject_write_errors_{false};
   std::thread reaper_;
 };
 

@@ -81,6 +81,11 @@ class Filesystem {
   Writeback& writeback() { return *writeback_; }
   IoEngine& io() { return *io_; }
   CommitStats commit_stats();
+  // A reference to a (possibly newly loaded) inode: for tools and tests.
+  Result<std::shared_ptr<Inode>> inode_ref(uint64_t ino) {
+    std::lock_guard lk(engine_->mutex());
+    return get_inode(ino);
+  }
 
   // ---- Lookup and attributes ----
   Result<Entry> lookup(uint64_t parent, const std::string& name);
