@@ -58,12 +58,24 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
   }
   Status st = device_read(copies[0], out, len);
-  if (!st.ok()) stats_.read_errors++;
+  // Counters persist in the image (DEV_STATS) as btrfs device stats do.
+  auto count = [&](uint64_t DevStats::*field) {
+    std::lock_guard lk(e_.mutex());
+    e_.dev_stats().*field += 1;
+    e_.note_stats_changed();
+  };
+  if (!st.ok()) {
+    stats_.read_errors++;
+    count(&DevStats::read_errors);
+  }
   AlignedBuffer alt(kBlock);
   for (uint64_t s = 0; s < len; s += kBlock) {
     const uint64_t idx = s / kBlock;
     if (st.ok() && (!present[idx] || csum_verify(e_.csum_type(), out + s, kBlock, csums + idx * cs))) continue;
-    if (st.ok()) stats_.csum_errors++;
+    if (st.ok()) {
+      stats_.csum_errors++;
+      count(&DevStats::csum_errors);
+    }
     // Another copy (DUP) may hold the good bytes.
     bool repaired = false;
     for (size_t k = 1; k < copies.size() && !repaired; k++) {
@@ -71,10 +83,14 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
       if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
       std::memcpy(out + s, alt.data(), kBlock);
       repaired = true;
-      if (!e_.read_only() && e_.device().write(copies[0] + s, alt.data(), kBlock).ok()) stats_.corrected++;
+      if (!e_.read_only() && e_.device().write(copies[0] + s, alt.data(), kBlock).ok()) {
+        stats_.corrected++;
+        count(&DevStats::corrected);
+      }
     }
     if (repaired) continue;
     stats_.uncorrectable++;
+    count(&DevStats::uncorrectable);
     syslog(LOG_ERR, "cairn: %s: inode %llu offset %llu: %s", e_.device().name().c_str(),
            static_cast<unsigned long long>(ino), static_cast<unsigned long long>(file_off + s),
            st.ok() ? "checksum mismatch" : st.message().c_str());

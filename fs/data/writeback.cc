@@ -210,14 +210,17 @@ void Writeback::submit(Ordered* oe) {
         rest->first = oe->first + keep;
         rest->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
         oe->pages.resize(keep);
-        std::lock_guard ck(in.cache.mu);
-        in.cache.inflight_extents++;  // submitted after this one, below
       }
       oe->disk = r->first;
       auto m = e_.chunk_map().map(r->first, r->second);
       if (m.ok()) copies = m.value();
       else st = m.status();
     }
+  }
+  if (rest) {
+    // Counted now, outside the engine mutex (lock order: cache before engine).
+    std::lock_guard ck(in.cache.mu);
+    in.cache.inflight_extents++;
   }
   const uint64_t bytes = oe->bytes();
   release_reservation(bytes);  // the space is taken now (or the extent failed)

@@ -1,6 +1,10 @@
 #include "fuse/fuse_ops.h"
 
 #include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "fuse/control.h"
 #include <sys/statvfs.h>
 #include <fcntl.h>
 
@@ -330,6 +334,55 @@ void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_fi
   fuse_reply_write(req, r.value());
 }
 
+nlohmann::json stats_json(Filesystem& fs) {
+  nlohmann::json j;
+  Engine& e = fs.engine();
+  const DataStats& d = fs.data().stats();
+  const WritebackStats& w = fs.writeback().stats();
+  const CommitStats cs = fs.commit_stats();
+  FsStats sf = fs.statfs();
+  {
+    std::lock_guard lk(e.mutex());
+    const DevStats& ds = e.dev_stats();
+    j["device"] = e.device().name();
+    j["generation"] = e.last_committed();
+    j["errors"] = {{"read", ds.read_errors},         {"write", ds.write_errors},
+                   {"checksum", ds.csum_errors},     {"corrected", ds.corrected},
+                   {"uncorrectable", ds.uncorrectable}};
+    const NodeStoreStats& ns = e.store().stats();
+    j["metadata"] = {{"node_reads", ns.reads}, {"node_cache_hits", ns.cache_hits}, {"node_writes", ns.writes}};
+    j["space"] = {{"total_bytes", sf.total_bytes}, {"used_bytes", e.bytes_used()}, {"available_bytes", sf.avail_bytes}};
+  }
+  j["data"] = {{"bytes_read", d.bytes_read.load()}, {"bytes_written", d.bytes_written.load()}};
+  j["cache"] = {{"dirty_bytes", fs.writeback().dirty_bytes()},
+                {"cached_bytes", fs.writeback().cached_bytes()},
+                {"reserved_bytes", fs.writeback().reserved_bytes()},
+                {"dropped_behind_pages", w.dropped_behind.load()}};
+  j["writeback"] = {{"ordered_extents", w.extents.load()}, {"bytes", w.bytes.load()},
+                    {"async_checksums", w.async_csums.load()}, {"sync_checksums", w.sync_csums.load()},
+                    {"io_errors", w.io_errors.load()}};
+  j["io"] = {{"io_uring_completions", fs.io().completions()}, {"queue_depth", fs.io().queue_depth()},
+             {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
+  j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
+  return j;
+}
+
+void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info*, unsigned flags, const void*,
+              size_t, size_t out_bufsz) {
+  if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOSYS));
+  if (cmd != CAIRN_IOC_STATS) return void(fuse_reply_err(req, ENOTTY));
+  if (ino != FUSE_ROOT_ID) return void(fuse_reply_err(req, ENOTTY));
+  // Root, or whoever owns the filesystem's root directory.
+  const fuse_ctx* c = fuse_req_ctx(req);
+  auto root = fsys(req).getattr(kFirstInode);
+  if (c->uid != 0 && (!root.ok() || root->uid != c->uid)) return void(fuse_reply_err(req, EPERM));
+  std::string out = stats_json(fsys(req)).dump();
+  if (out.size() + 1 > out_bufsz) return void(fuse_reply_err(req, EOVERFLOW));
+  std::vector<char> buf(out_bufsz, 0);
+  std::memcpy(buf.data(), out.data(), out.size());
+  fuse_reply_ioctl(req, 0, buf.data(), buf.size());
+}
+
 fuse_lowlevel_ops make_ops() {
   fuse_lowlevel_ops o;
   std::memset(&o, 0, sizeof o);
@@ -369,6 +422,7 @@ fuse_lowlevel_ops make_ops() {
   o.fallocate = op_fallocate;
   o.lseek = op_lseek;
   o.copy_file_range = op_copy_file_range;
+  o.ioctl = op_ioctl;
   return o;
 }
 

@@ -51,13 +51,7 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* ou
   }
   if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
   std::shared_lock io(in->io_lock);
-  auto r = data_->read(*in, off, len, out);
-  if (!r.ok() && r.status().code() == EIO) {
-    std::lock_guard lk(engine_->mutex());
-    engine_->dev_stats().csum_errors = data_->stats().csum_errors;
-    engine_->note_stats_changed();
-  }
-  return r;
+  return data_->read(*in, off, len, out);
 }
 
 Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, size_t len) {
