@@ -36,9 +36,14 @@ struct CachedPage {
   PagePtr page;
   bool dirty = false;      // newer than the disk and not yet in an ordered extent
   bool writeback = false;  // `page` is frozen in an ordered extent in flight
+  bool dropbehind = false; // written through a dropbehind handle or file: leaves no trace once on disk
 };
 
 struct FileCache {
+  // Serializes writers of the file (as i_rwsem does for local filesystems),
+  // so a partial page read in for one write cannot miss another's bytes.
+  // Taken before `mu`.
+  std::mutex write_mu;
   std::mutex mu;
   std::condition_variable cv;             // an ordered extent of this file finished
   std::map<uint64_t, CachedPage> pages;   // page index -> current page
@@ -46,7 +51,6 @@ struct FileCache {
   std::atomic<uint64_t> dirty_pages{0};  // also read without `mu` for st_blocks
   uint32_t inflight_extents = 0;
   Status error;                           // first writeback error; the next fsync reports it
-  bool dropbehind = false;                // drop pages from every cache once on disk (issue 5)
   bool deleted = false;                   // the inode is gone: finishing extents release their space
 };
 

@@ -17,6 +17,7 @@ struct Writeback::Ordered : CompletionItem {
   std::shared_ptr<Inode> inode;
   uint64_t first = 0;                 // page index
   std::vector<PagePtr> pages;         // frozen pages: the saved description of the range
+  bool dropbehind = false;            // some page asked to leave no trace in any cache
   std::vector<iovec> iov;
   uint64_t disk = 0;
   std::vector<uint8_t> csums;
@@ -57,8 +58,10 @@ void Writeback::note_dirty(const std::shared_ptr<Inode>& in) {
   dirty_inodes_.insert(in);
 }
 
-Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len) {
+Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len,
+                                bool dropbehind) {
   if (len == 0) return size_t(0);
+  std::unique_lock writer(in->cache.write_mu);
   const uint64_t first = off / kPageSize, last = (off + len - 1) / kPageSize;
   uint64_t size;
   {
@@ -66,19 +69,27 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
     size = in->item.size;
   }
   // Partial pages not in the cache start from what the file holds now.
+  // Read outside the cache lock; a page present at the check may be gone
+  // (written back) by the time we lock, so the check is repeated under it.
   std::map<uint64_t, PagePtr> fill;
-  for (uint64_t idx : {first, last}) {
-    const bool partial = (idx == first && off % kPageSize) || (idx == last && (off + len) % kPageSize);
-    if (!partial || fill.count(idx) || idx * kPageSize >= size) continue;
-    {
-      std::lock_guard ck(in->cache.mu);
-      if (in->cache.pages.count(idx)) continue;
+  auto partial = [&](uint64_t idx) {
+    return ((idx == first && off % kPageSize) || (idx == last && (off + len) % kPageSize)) && idx * kPageSize < size;
+  };
+  auto read_fills = [&]() -> Status {
+    for (uint64_t idx : {first, last}) {
+      if (!partial(idx) || fill.count(idx)) continue;
+      {
+        std::lock_guard ck(in->cache.mu);
+        if (in->cache.pages.count(idx)) continue;
+      }
+      PagePtr p = new_page();
+      std::memset(p->bytes, 0, kPageSize);
+      RETURN_IF_ERROR(data_.read(*in, idx * kPageSize, kPageSize, reinterpret_cast<char*>(p->bytes)).status());
+      fill[idx] = p;
     }
-    PagePtr p = new_page();
-    std::memset(p->bytes, 0, kPageSize);
-    RETURN_IF_ERROR(data_.read(*in, idx * kPageSize, kPageSize, reinterpret_cast<char*>(p->bytes)).status());
-    fill[idx] = p;
-  }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(read_fills());
   // Space for what becomes dirty is reserved now, so writeback cannot hit
   // ENOSPC after write() has reported success.
   const uint64_t worst = (last - first + 1) * kPageSize;
@@ -89,9 +100,21 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
     reserved_ += worst;
   }
   uint64_t newly_dirty = 0;
-  {
-    std::lock_guard ck(in->cache.mu);
+  for (;;) {
+    std::unique_lock ck(in->cache.mu);
     FileCache& c = in->cache;
+    bool missing = false;
+    for (uint64_t idx : {first, last})
+      if (partial(idx) && !c.pages.count(idx) && !fill.count(idx)) missing = true;
+    if (missing) {
+      ck.unlock();
+      Status st = read_fills();
+      if (!st.ok()) {
+        release_reservation(worst);
+        return st;
+      }
+      continue;
+    }
     for (uint64_t idx = first; idx <= last; idx++) {
       CachedPage& cp = c.pages[idx];
       if (!cp.page) {
@@ -113,12 +136,14 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
       }
       const uint64_t ps = idx * kPageSize, s = std::max(ps, off), e = std::min(ps + kPageSize, off + len);
       std::memcpy(cp.page->bytes + (s - ps), buf + (s - off), e - s);
+      cp.dropbehind = dropbehind;
       if (!cp.dirty) {
         cp.dirty = true;
         c.dirty_pages++;
         newly_dirty++;
       }
     }
+    break;
   }
   release_reservation(worst - newly_dirty * kPageSize);
   dirty_bytes_ += newly_dirty * kPageSize;
@@ -127,7 +152,8 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
     if (off + len > in->item.size) in->item.size = off + len;
   }
   note_dirty(in);
-  if (in->cache.dropbehind) {
+  if (dropbehind) {
+    // Promptly, not on the timer: the point is to not hold the data.
     RETURN_IF_ERROR(flush_inode(in, false));
   }
   // Memory bound: start writeback early, and make writers wait at the limit.
@@ -138,6 +164,7 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
     }
     kick_.notify_one();
   }
+  writer.unlock();
   if (dirty_bytes_.load() > opts_.dirty_limit) {
     RETURN_IF_ERROR(flush_inode(in, false));
     std::unique_lock lk(mu_);
@@ -178,6 +205,7 @@ Status Writeback::flush_inode(const std::shared_ptr<Inode>& in, bool wait) {
         c.dirty_pages--;
         c.inflight.insert(idx);
         cur->pages.push_back(cp.page);
+        cur->dropbehind |= cp.dropbehind;
       }
       c.inflight_extents += uint32_t(batch.size());
     }
@@ -209,6 +237,7 @@ void Writeback::submit(Ordered* oe) {
         const size_t keep = r->second / kPageSize;
         rest->first = oe->first + keep;
         rest->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
+        rest->dropbehind = oe->dropbehind;
         oe->pages.resize(keep);
       }
       oe->disk = r->first;
@@ -240,7 +269,10 @@ void Writeback::submit(Ordered* oe) {
   const bool async = opts_.csum_mode == CsumMode::kAsync ||
                      (opts_.csum_mode == CsumMode::kAuto && bytes >= 128 * 1024 && pool_.size() > 0);
   oe->pending = int(copies.size()) + 1;
-  const int flags = in.cache.dropbehind ? kRwfDontcache : 0;
+  // The host's page cache must not keep the image's pages either (buffered
+  // image I/O only: O_DIRECT never fills it).
+  const int flags = oe->dropbehind && !io_.direct() ? kRwfDontcache : 0;
+  if (flags) stats_.dontcache_writes++;
   auto compute = [oe] {
     // From the saved page list: submission never touches it (seed 003's v2 race).
     const CsumType t = oe->wb->e_.csum_type();
@@ -309,7 +341,7 @@ void Writeback::finish(Ordered* oe) {
       }
     }
     cached_bytes_ -= std::min<uint64_t>(cached_bytes_.load(), bytes);
-    if (in.cache.dropbehind) stats_.dropped_behind += dropped;
+    if (oe->dropbehind) stats_.dropped_behind += dropped;
     in.cache.inflight_extents--;
   }
   in.cache.cv.notify_all();

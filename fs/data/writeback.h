@@ -47,7 +47,8 @@ struct WritebackOptions {
 
 struct WritebackStats {
   std::atomic<uint64_t> extents{0}, bytes{0}, async_csums{0}, sync_csums{0}, io_errors{0};
-  std::atomic<uint64_t> dropped_behind{0};
+  std::atomic<uint64_t> dropped_behind{0};     // pages
+  std::atomic<uint64_t> dontcache_writes{0};   // ordered extents written with RWF_DONTCACHE
 };
 
 class Writeback {
@@ -56,7 +57,10 @@ class Writeback {
   ~Writeback();  // flushes nothing: call flush_all(true) first
 
   // Copy into the cache. Caller holds in->io_lock (shared) and not the engine mutex.
-  Result<size_t> write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len);
+  // `dropbehind`: the pages are written back at once and leave every cache
+  // once on disk (seed 002: a property of each page, not of an I/O).
+  Result<size_t> write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len,
+                       bool dropbehind = false);
   // Start writeback of the file's dirty pages; with `wait`, until none is dirty or in flight.
   Status flush_inode(const std::shared_ptr<Inode>& in, bool wait);
   Status flush_all(bool wait);

@@ -159,6 +159,9 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   reply_entry(req, fsys(req).link(in_ino(ino), in_ino(newparent), newname));
 }
 
+// fi->fh of a handle whose writes are dropbehind.
+constexpr uint64_t kDropbehindHandle = 1;
+
 void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : errno_of(st)); }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) { reply_status(req, fsys(req).unlink(in_ino(parent), name)); }
@@ -173,8 +176,15 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status st = fsys(req).open(in_ino(ino), (fi->flags & O_TRUNC) != 0);
   if (!st.ok()) return reply_err(req, st);
-  // Every change passes through this kernel, so its page cache stays valid across opens.
-  fi->keep_cache = 1;
+  // Every change passes through this kernel, so its page cache stays valid
+  // across opens. Dropbehind handles (O_DIRECT, a dropbehind file, or the
+  // mount option) bypass it instead: their data must leave no trace.
+  if ((fi->flags & O_DIRECT) || fsys(req).wants_dropbehind(in_ino(ino))) {
+    fi->direct_io = 1;
+    fi->fh = kDropbehindHandle;
+  } else {
+    fi->keep_cache = 1;
+  }
   if (fuse_reply_open(req, fi) != 0) fsys(req).release(in_ino(ino));
 }
 
@@ -186,7 +196,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     fsys(req).forget(r->ino, 1);
     return reply_err(req, st);
   }
-  fi->keep_cache = 1;
+  if ((fi->flags & O_DIRECT) || fsys(req).wants_dropbehind(r->ino)) {
+    fi->direct_io = 1;
+    fi->fh = kDropbehindHandle;
+  } else {
+    fi->keep_cache = 1;
+  }
   fuse_entry_param p = to_entry(req, r.value());
   if (fuse_reply_create(req, &p, fi) != 0) {
     fsys(req).release(r->ino);
@@ -201,8 +216,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   fuse_reply_buf(req, buf.data(), r.value());
 }
 
-void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
-  auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size);
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+  auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size, fi && fi->fh == kDropbehindHandle);
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_write(req, r.value());
 }
@@ -354,7 +369,7 @@ nlohmann::json stats_json(Filesystem& fs) {
     j["space"] = {{"total_bytes", sf.total_bytes}, {"used_bytes", e.bytes_used()}, {"available_bytes", sf.avail_bytes}};
   }
   j["data"] = {{"bytes_read", d.bytes_read.load()}, {"bytes_written", d.bytes_written.load()}};
-  j["cache"] = {{"dirty_bytes", fs.writeback().dirty_bytes()},
+  j["cache"] = {{"dirty_bytes", fs.writeback().dirty_bytes()}, {"dontcache_writes", w.dontcache_writes.load()},
                 {"cached_bytes", fs.writeback().cached_bytes()},
                 {"reserved_bytes", fs.writeback().reserved_bytes()},
                 {"dropped_behind_pages", w.dropped_behind.load()}};

@@ -37,6 +37,7 @@ struct Options {
   uint64_t cache_bytes = 256ULL << 20;
   bool default_permissions = true;
   CsumMode csum = CsumMode::kAuto;
+  bool dropbehind = false;
   unsigned queue_depth = 64;
   bool user_fsname = false, user_subtype = false;
   bool help = false, version = false;
@@ -86,6 +87,7 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       o->cache_bytes = *v;
       return 0;
     }
+    if (a == "dropbehind") { o->dropbehind = true; return 0; }
     if (a == "csum=auto") { o->csum = CsumMode::kAuto; return 0; }
     if (a == "csum=sync") { o->csum = CsumMode::kSync; return 0; }
     if (a == "csum=async") { o->csum = CsumMode::kAsync; return 0; }
@@ -116,6 +118,7 @@ void usage(const char* prog) {
             << "    -o cache=SIZE          memory for the daemon's caches (default 256M)\n"
             << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
+            << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
             << "    -f                     stay in the foreground\n"
@@ -232,6 +235,8 @@ int main(int argc, char** argv) {
   mo.node_cache_bytes = o.cache_bytes / 2;
   mo.writeback.dirty_limit = o.cache_bytes / 2;
   mo.writeback.csum_mode = o.csum;
+  mo.dropbehind = o.dropbehind;
+  mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images
   mo.writeback.queue_depth = o.queue_depth;
   mo.io.queue_depth = o.queue_depth;
   FuseContext fctx;

@@ -239,11 +239,17 @@ void Engine::abort(const Status& why) {
   failed_ = true;
 }
 
-Status Engine::reserve_metadata(uint64_t nodes) const {
+Status Engine::reserve_metadata(uint64_t nodes, bool deleting) const {
   if (failed_) return Status::Error(EROFS, "filesystem is read-only after an error: " + abort_reason_.message());
   if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
-  // Keep a fixed reserve on top for commits and deletions.
-  const uint64_t need = (nodes + 256) * uint64_t(sb_.node_size);
+  // Keep a reserve on top for commits and deletions: an eighth of the
+  // metadata space, between 32 and 256 nodes.
+  uint64_t meta_total = 0;
+  for (const Chunk& c : chunks_.chunks())
+    if (c.type == kChunkMetadata) meta_total += c.length;
+  uint64_t reserve = std::clamp<uint64_t>(meta_total / sb_.node_size / 8, 32, 256);
+  if (deleting) reserve /= 2;
+  const uint64_t need = (nodes + reserve) * uint64_t(sb_.node_size);
   if (alloc_.metadata_available() < need) return Status::NoSpace("no space left for metadata");
   return Status::Ok();
 }

@@ -99,7 +99,9 @@ class Engine : public TreeContext {
   const Status& abort_reason() const { return abort_reason_; }
   // Refuse to start an operation that might need more than `nodes` new
   // tree nodes when metadata space is that tight (ENOSPC before any change).
-  Status reserve_metadata(uint64_t nodes) const;
+  // Deletions may use half of the fixed reserve: freeing space must work
+  // on a full filesystem.
+  Status reserve_metadata(uint64_t nodes, bool deleting = false) const;
   uint64_t last_committed() const { return sb_.generation; }
 
   // ---- Data extents (extent tree EXTENT_ITEM with EXTENT_DATA_REF backrefs) ----

@@ -54,7 +54,14 @@ Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* ou
   return data_->read(*in, off, len, out);
 }
 
-Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, size_t len) {
+bool Filesystem::wants_dropbehind(uint64_t ino) {
+  if (dropbehind_all_) return true;
+  std::lock_guard lk(engine_->mutex());
+  auto in = get_inode(ino);
+  return in.ok() && (in.value()->item.flags & kInodeFlagDropbehind);
+}
+
+Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
@@ -64,7 +71,8 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
   }
   if (!in->is_reg()) return Status::Error(EINVAL, "not a regular file");
   std::shared_lock io(in->io_lock);
-  ASSIGN_OR_RETURN(size_t n, writeback_->write(in, off, buf, len));
+  ASSIGN_OR_RETURN(size_t n, writeback_->write(in, off, buf, len,
+                                               dropbehind || dropbehind_all_ || (in->item.flags & kInodeFlagDropbehind)));
   std::lock_guard lk(engine_->mutex());
   in->item.mtime = in->item.ctime = current_time();
   mark_dirty(*in);

@@ -49,6 +49,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   ASSIGN_OR_RETURN(fs->io_, IoEngine::open(path, opts.read_only, opts.io));
   fs->data_->set_io(fs->io_.get());
   fs->writeback_ = std::make_unique<Writeback>(*fs->engine_, *fs->data_, *fs->io_, opts.writeback);
+  fs->dropbehind_all_ = opts.dropbehind;
   std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(kFirstInode);
   if (!root.ok()) return root.status().with_context("reading the root directory");
@@ -97,8 +98,15 @@ Status Filesystem::flush_dirty_inodes() {
   return Status::Ok();
 }
 
-Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn) {
-  RETURN_IF_ERROR(engine_->reserve_metadata(nodes));
+Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn, bool deleting) {
+  Status room = engine_->reserve_metadata(nodes, deleting);
+  if (room.code() == ENOSPC && engine_->allocator().pinned_bytes() > 0) {
+    // Space freed since the last commit is pinned until one: commit, retry.
+    RETURN_IF_ERROR(flush_dirty_inodes());
+    RETURN_IF_ERROR(engine_->commit());
+    room = engine_->reserve_metadata(nodes, deleting);
+  }
+  RETURN_IF_ERROR(room);
   Status st = fn();
   // Errors a check can raise before anything changed are fine; anything
   // else left the transaction half-done and must never be committed.

@@ -65,6 +65,7 @@ struct MountOptions {
   size_t node_cache_bytes = 64ULL << 20;
   WritebackOptions writeback;
   IoEngineOptions io;
+  bool dropbehind = false;  // every file: written data leaves no trace in any cache
 };
 
 struct CommitStats {
@@ -111,7 +112,9 @@ class Filesystem {
   Status open(uint64_t ino, bool truncate);
   void release(uint64_t ino);
   Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
-  Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len);
+  Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind = false);
+  // Does this file want dropbehind (its flag, or the mount option)?
+  bool wants_dropbehind(uint64_t ino);
   Status fsync(uint64_t ino, bool datasync);
   // close(2): reports a writeback error already known (it does not wait).
   Status flush(uint64_t ino);
@@ -166,7 +169,8 @@ class Filesystem {
   }
   Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, attr_of(in)}; }
   // Run a modifying operation: metadata reservation first, abort on a half-done failure.
-  Status modify(uint64_t nodes, const std::function<Status()>& fn);
+  // `deleting`: the operation frees space and may use part of the reserve.
+  Status modify(uint64_t nodes, const std::function<Status()>& fn, bool deleting = false);
 
   Status commit_now();
   Status do_unlink(uint64_t parent, const std::string& name);
@@ -176,6 +180,7 @@ class Filesystem {
   void discard_deleted();
 
   std::unique_ptr<Engine> engine_;
+  bool dropbehind_all_ = false;
   std::unique_ptr<FileData> data_;
   std::unique_ptr<IoEngine> io_;
   std::unique_ptr<Writeback> writeback_;

@@ -139,6 +139,8 @@ Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rde
     if (S_ISDIR(mode)) it.mode |= S_ISGID;
   }
   it.nlink = S_ISDIR(mode) ? 2 : 1;
+  // New files and directories inherit the directory's dropbehind setting.
+  it.flags |= parent.item.flags & kInodeFlagDropbehind;
   it.atime = it.mtime = it.ctime = it.otime = now;
   if (S_ISDIR(mode)) it.sequence = 2;
   RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{ino, kInodeItem, 0}, it.encode()));
@@ -251,7 +253,7 @@ Status Filesystem::do_unlink(uint64_t parent, const std::string& name) {
     if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
     RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
     return drop_link(*in);
-  });
+  }, true);
 }
 
 Result<bool> Filesystem::dir_is_empty(uint64_t dir) {
@@ -277,7 +279,7 @@ Status Filesystem::rmdir(uint64_t parent, const std::string& name) {
     RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
     dir->item.nlink--;
     return drop_link(*in);
-  });
+  }, true);
 }
 
 Result<uint64_t> Filesystem::parent_of(uint64_t dir) {

@@ -16,6 +16,8 @@ namespace {
 constexpr size_t kSpillThreshold = 2048;
 constexpr size_t kMaxXattrValue = 65536;
 const std::string kAclAccess = "system.posix_acl_access";
+// A property, not a stored attribute: the inode's dropbehind flag (docs/cairn.8).
+const std::string kDropbehindAttr = "user.cairn.dropbehind";
 
 bool supported_name(const std::string& n) {
   return n.rfind("user.", 0) == 0 || n.rfind("trusted.", 0) == 0 || n.rfind("security.", 0) == 0 ||
@@ -70,6 +72,21 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
   if (name.size() > 255) return Status::Error(ERANGE, "attribute name too long");
   if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard lk(engine_->mutex());
+  if (name == kDropbehindAttr) {
+    const std::string v(value.begin(), value.end());
+    if (v != "1" && v != "0") return Status::Invalid("user.cairn.dropbehind takes 1 or 0");
+    return modify(4, [&]() -> Status {
+      ASSIGN_OR_RETURN(auto in, get_inode(ino));
+      const bool on = in->item.flags & kInodeFlagDropbehind;
+      if (on && (flags & XATTR_CREATE)) return Status::Error(EEXIST, "attribute exists");
+      if (!on && (flags & XATTR_REPLACE)) return Status::Error(ENODATA, "no such attribute");
+      if (v == "1") in->item.flags |= kInodeFlagDropbehind;
+      else in->item.flags &= ~kInodeFlagDropbehind;
+      in->item.ctime = current_time();
+      mark_dirty(*in);
+      return Status::Ok();
+    });
+  }
   return modify(16 + value.size() / 2048, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
     BTree fs = engine_->tree(kFsTreeId);
@@ -140,6 +157,10 @@ Result<Bytes> Filesystem::getxattr(uint64_t ino, const std::string& name) {
   if (!supported_name(name)) return Status::Error(ENODATA, "no such attribute");
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
+  if (name == kDropbehindAttr) {
+    if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
+    return Bytes{'1'};
+  }
   auto raw = engine_->tree(kFsTreeId).lookup(xattr_key(ino, name));
   if (!raw.ok()) {
     if (raw.status().is_not_found()) return Status::Error(ENODATA, "no such attribute");
@@ -165,6 +186,7 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privil
       if (privileged || e.name.rfind("trusted.", 0) != 0) names.push_back(e.name);
   }
   RETURN_IF_ERROR(c.status());
+  if (in->item.flags & kInodeFlagDropbehind) names.push_back(kDropbehindAttr);
   return names;
 }
 
@@ -173,6 +195,13 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
   std::lock_guard lk(engine_->mutex());
   return modify(16, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
+    if (name == kDropbehindAttr) {
+      if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
+      in->item.flags &= ~kInodeFlagDropbehind;
+      in->item.ctime = current_time();
+      mark_dirty(*in);
+      return Status::Ok();
+    }
     BTree fs = engine_->tree(kFsTreeId);
     const Key k = xattr_key(ino, name);
     auto raw = fs.lookup(k);
