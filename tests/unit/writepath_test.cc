@@ -117,7 +117,7 @@ TEST_CASE("Checksum pool runs every job, including those queued at shutdown", "[
   CHECK(n.load() == 5000);
 }
 
-TEST_CASE("io_uring engine writes and reads; injected errors complete with EIO", "[writepath][io]") {
+TEST_CASE("io_uring engine writes and reads, and injected errors complete with EIO", "[writepath][io]") {
   char tmpl[] = "/tmp/cairn-io-XXXXXX";
   int fd = mkstemp(tmpl);
   REQUIRE(fd >= 0);
@@ -238,7 +238,7 @@ TEST_CASE("csum=sync and csum=async give identical extents and checksums", "[wri
   CHECK(results[0] == results[1]);
 }
 
-TEST_CASE("A failed data write reaches fsync as EIO; the committed state stays intact", "[writepath][io]") {
+TEST_CASE("A failed data write reaches fsync as EIO and the committed state stays intact", "[writepath][io]") {
   TempImage img;
   Caller c;
   auto good = pattern(200000, 7);
