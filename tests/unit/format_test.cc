@@ -71,7 +71,7 @@ TEST_CASE("superblock round-trips and rejects damage", "[format]") {
   }
 }
 
-TEST_CASE("nodes round-trip; hostile nodes are refused", "[format]") {
+TEST_CASE("nodes round-trip and hostile nodes are refused", "[format]") {
   const uint32_t ns = 4096;
   Uuid fsid = uuid_generate_random();
   Node n;

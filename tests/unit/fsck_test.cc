@@ -88,7 +88,7 @@ TEST_CASE("fsck: one flipped byte in each node is found and named", "[fsck]") {
   }
 }
 
-TEST_CASE("fsck: damaged superblock copies are reported; the newest good one is used", "[fsck]") {
+TEST_CASE("fsck: damaged superblock copies are reported and the newest good one is used", "[fsck]") {
   auto dev = make_formatted_memory({}, 128ULL << 20);  // copies at 64 KiB and 64 MiB
   auto img = dev->snapshot();
   img[kSuperblockOffsets[0] + 100] ^= 0x40;
