@@ -21,6 +21,7 @@ RAND_SECS=${RAND_SECS:-20}
 NFILES=${NFILES:-20000}
 DIR=${BENCH_DIR:-/var/tmp/cairn-bench}
 SYSTEMS=${SYSTEMS:-"raw btrfs fuse2fs cairn"}
+# CSUM_ALGOS="" skips the csum=sync/async comparison.
 IMG_SIZE=$(( SIZE_MB * 3 + 4096 ))M
 
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loop devices, drop_caches, mounts)" >&2; exit 2; }
@@ -42,7 +43,7 @@ trap cleanup EXIT
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # setup SYSTEM [cairn mkfs args] [cairn mount options]: leaves a filesystem at $TARGET
 setup() {
@@ -110,7 +111,7 @@ PY
 
 declare -A R
 record() { R["$1|$2"]="${R["$1|$2"]:-} $3"; }
-med() { echo ${R["$1|$2"]:-} | tr ' ' '\n' | grep -v '^$' | median; }
+med() { echo ${R["$1|$2"]:-} | tr ' ' '\n' | { grep -v '^$' || true; } | median; }
 
 for run in $(seq "$RUNS"); do
   for sys in $SYSTEMS; do
@@ -126,7 +127,7 @@ for run in $(seq "$RUNS"); do
     teardown "$sys"
     echo "run $run: $sys done" >&2
   done
-  for csum in crc32c sha256; do
+  for csum in ${CSUM_ALGOS-crc32c sha256}; do
     for mode in sync async; do
       setup cairn "--csum $csum" "csum=$mode"
       record "cairn-$csum-$mode" seq_write "$(seq_write)"
@@ -141,8 +142,8 @@ printf 'machine: %s cores, kernel %s, backing fs %s\n\n' "$(nproc)" "$(uname -r)
 printf '%-12s %12s %12s %12s %12s %12s %12s\n' workload raw btrfs fuse2fs cairn "cairn/raw" "cairn/peer"
 for w in seq_write seq_read rand_write creates stats unlinks; do
   raw=$(med raw $w); btr=$(med btrfs $w); f2=$(med fuse2fs $w); ca=$(med cairn $w)
-  ratio() { [ -n "$1" ] && [ -n "$2" ] && echo "$1 / $2" | bc -l | xargs printf '%.2f' || echo -; }
-  peer=$btr; [ "$w" = rand_write ] || [ "$w" = creates ] || [ "$w" = stats ] || [ "$w" = unlinks ] && peer=$f2
+  ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs printf '%.2f'; else echo -; fi; }
+  case $w in seq_*) peer=$btr ;; *) peer=$f2 ;; esac
   printf '%-12s %12.1f %12.1f %12.1f %12.1f %12s %12s\n' "$w" "${raw:-0}" "${btr:-0}" "${f2:-0}" "${ca:-0}" \
     "$(ratio "$ca" "$raw")" "$(ratio "$ca" "$peer")"
 done
@@ -150,7 +151,7 @@ echo "(seq_write/seq_read in MiB/s, rand_write in IOPS, creates/stats/unlinks pe
 echo " cairn/peer compares with btrfs for sequential I/O and with fuse2fs for the rest)"
 echo
 printf '%-10s %14s %14s %10s\n' checksum "sync MiB/s" "async MiB/s" async/sync
-for csum in crc32c sha256; do
+for csum in ${CSUM_ALGOS-crc32c sha256}; do
   s=$(med "cairn-$csum-sync" seq_write); a=$(med "cairn-$csum-async" seq_write)
   printf '%-10s %14.1f %14.1f %10.2f\n' "$csum" "$s" "$a" "$(echo "$a / $s" | bc -l)"
 done

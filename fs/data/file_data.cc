@@ -45,7 +45,9 @@ Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vec
 }
 
 Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len) {
-  if (io_) return io_->read_sync(phys, buf, len);
+  // Reads go through the image's buffered descriptor: the host's readahead
+  // turns FUSE's 128 KiB requests into large sequential device reads
+  // (measured: O_DIRECT reads ran at 0.13 of the raw file's speed).
   return e_.device().read(phys, buf, len);
 }
 

@@ -8,7 +8,9 @@
 #include <sys/statvfs.h>
 #include <fcntl.h>
 
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 namespace cairn {
@@ -84,6 +86,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 void op_destroy(void*) {}
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  apply_readahead(ctx(req));
   auto r = fsys(req).lookup(in_ino(parent), name);
   if (!r.ok() && r.status().is_not_found()) {
     // A negative entry the kernel may cache: all changes pass through it.
@@ -107,6 +110,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  apply_readahead(ctx(req));
   auto r = fsys(req).getattr(in_ino(ino));
   if (!r.ok()) return reply_err(req, r.status());
   struct stat st = to_stat(in_ino(ino), r.value());
@@ -442,6 +446,18 @@ fuse_lowlevel_ops make_ops() {
 }
 
 }  // namespace
+
+void apply_readahead(FuseContext& c) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    if (c.bdi.empty() || c.readahead_kb == 0) return;
+    std::string path = "/sys/class/bdi/" + c.bdi + "/read_ahead_kb";
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) return;  // not root, or no sysfs: the kernel's default stays
+    std::fprintf(f, "%u\n", c.readahead_kb);
+    std::fclose(f);
+  });
+}
 
 const fuse_lowlevel_ops& cairn_fuse_ops() {
   static const fuse_lowlevel_ops ops = make_ops();

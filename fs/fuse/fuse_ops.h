@@ -14,7 +14,16 @@ struct FuseContext {
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   size_t max_write = 1 << 20;
+  // The mount's backing device info ("MAJ:MIN"), found after mounting, and
+  // the readahead to give it (KiB): the kernel's 128 KiB default cuts
+  // sequential reads through FUSE to a fraction of the device's speed.
+  std::string bdi;
+  unsigned readahead_kb = 4096;
 };
+
+// Raise the mount's readahead once the kernel has finished INIT (which
+// resets it). Called from request handlers; runs once.
+void apply_readahead(FuseContext& c);
 
 const fuse_lowlevel_ops& cairn_fuse_ops();
 

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <mutex>
@@ -39,6 +40,7 @@ struct Options {
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
   unsigned queue_depth = 64;
+  unsigned readahead_kb = 4096;
   bool user_fsname = false, user_subtype = false;
   bool help = false, version = false;
   std::string error;
@@ -88,6 +90,12 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       return 0;
     }
     if (a == "dropbehind") { o->dropbehind = true; return 0; }
+    if (a.rfind("readahead=", 0) == 0) {
+      auto v = parse_size(a.substr(10));
+      if (!v || *v > (256u << 20)) { o->error = "readahead= wants a size up to 256M"; return -1; }
+      o->readahead_kb = unsigned(*v / 1024);
+      return 0;
+    }
     if (a == "csum=auto") { o->csum = CsumMode::kAuto; return 0; }
     if (a == "csum=sync") { o->csum = CsumMode::kSync; return 0; }
     if (a == "csum=async") { o->csum = CsumMode::kAsync; return 0; }
@@ -109,6 +117,25 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
   return 1;
 }
 
+// "MAJ:MIN" of the mount at `mnt`, from /proc/self/mountinfo (no request
+// to our own, not yet running, daemon).
+std::string find_bdi(const char* mnt) {
+  char real[PATH_MAX];
+  if (!realpath(mnt, real)) return "";
+  FILE* f = std::fopen("/proc/self/mountinfo", "r");
+  if (!f) return "";
+  char line[4096];
+  std::string found;
+  while (std::fgets(line, sizeof line, f)) {
+    char majmin[64], root[PATH_MAX], point[PATH_MAX];
+    if (std::sscanf(line, "%*s %*s %63s %4095s %4095s", majmin, root, point) == 3 && std::string(point) == real &&
+        std::strstr(line, " - fuse.cairn "))
+      found = majmin;  // the last match is the newest mount
+  }
+  std::fclose(f);
+  return found;
+}
+
 void usage(const char* prog) {
   std::cout << "usage: " << prog << " IMAGE MOUNTPOINT [options]\n\n"
             << "Mount the Cairn filesystem in IMAGE (a file or block device) at MOUNTPOINT.\n\n"
@@ -119,6 +146,7 @@ void usage(const char* prog) {
             << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
+            << "    -o readahead=SIZE      kernel readahead for the mount (default 4M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
             << "    -f                     stay in the foreground\n"
@@ -248,6 +276,8 @@ int main(int argc, char** argv) {
     std::cerr << "cairn: cannot mount at " << cmd.mountpoint << "\n";
     return 1;
   }
+  fctx.bdi = find_bdi(cmd.mountpoint);
+  fctx.readahead_kb = o.readahead_kb;
   fuse_daemonize(cmd.foreground);
   // Threads start after daemonizing: fork() keeps only the calling thread.
   auto fs = Filesystem::mount(device, mo);
