@@ -265,24 +265,12 @@ Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8
   }
   Status st = [&]() -> Status {
     RETURN_IF_ERROR(drop_extents_locked(in, start, start + len));
-    BTree fs = e_.tree(kFsTreeId);
     uint64_t at = 0;
     for (auto& [b, l] : pieces) {
-      FileExtent fe;
-      fe.generation = e_.transid();
-      fe.ram_bytes = l;
-      fe.type = kFileExtentRegular;
-      fe.disk_bytenr = b;
-      fe.disk_num_bytes = l;
-      fe.offset = 0;
-      fe.num_bytes = l;
-      RETURN_IF_ERROR(fs.insert(ed_key(in.ino, start + at), fe.encode()));
-      RETURN_IF_ERROR(e_.add_data_extent(b, l, kFsTreeId, in.ino, start + at));
+      RETURN_IF_ERROR(insert_extent_locked(in, start + at, b, l, kFileExtentRegular));
       RETURN_IF_ERROR(e_.insert_csums(b, sums.data() + at / kBlock * cs, l / kBlock));
       at += l;
     }
-    in.item.nbytes += len;
-    in.dirty = true;
     return Status::Ok();
   }();
   if (!st.ok()) e_.abort(st);
@@ -360,19 +348,7 @@ Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_si
     }
   }
   Status st = [&]() -> Status {
-    BTree fs = e_.tree(kFsTreeId);
-    for (auto& [f, b, l] : got) {
-      FileExtent fe;
-      fe.generation = e_.transid();
-      fe.ram_bytes = l;
-      fe.type = kFileExtentPrealloc;
-      fe.disk_bytenr = b;
-      fe.disk_num_bytes = l;
-      fe.num_bytes = l;
-      RETURN_IF_ERROR(fs.insert(ed_key(in.ino, f), fe.encode()));
-      RETURN_IF_ERROR(e_.add_data_extent(b, l, kFsTreeId, in.ino, f));
-      in.item.nbytes += l;
-    }
+    for (auto& [f, b, l] : got) RETURN_IF_ERROR(insert_extent_locked(in, f, b, l, kFileExtentPrealloc));
     return Status::Ok();
   }();
   if (!st.ok()) {
@@ -459,6 +435,21 @@ Result<uint64_t> FileData::seek(Inode& in, uint64_t off, int whence) {
   return std::min(pos, size);
 }
 
+Status FileData::insert_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type) {
+  FileExtent fe;
+  fe.generation = e_.transid();
+  fe.ram_bytes = len;
+  fe.type = type;
+  fe.disk_bytenr = disk;
+  fe.disk_num_bytes = len;
+  fe.num_bytes = len;
+  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), fe.encode()));
+  RETURN_IF_ERROR(e_.add_data_extent(disk, len, kFsTreeId, in.ino, file_off));
+  in.item.nbytes += len;
+  in.dirty = true;
+  return Status::Ok();
+}
+
 Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min_len, uint64_t max_len) {
   auto r = e_.alloc_data(min_len, max_len);
   if (r.ok() || r.status().code() != ENOSPC || e_.allocator().pinned_bytes() == 0 || !commit_locked_) return r;
@@ -468,17 +459,8 @@ Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min
 
 Status FileData::record_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums) {
   RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
-  FileExtent fe;
-  fe.generation = e_.transid();
-  fe.ram_bytes = len;
-  fe.type = kFileExtentRegular;
-  fe.disk_bytenr = disk;
-  fe.disk_num_bytes = len;
-  fe.num_bytes = len;
-  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), fe.encode()));
-  RETURN_IF_ERROR(e_.add_data_extent(disk, len, kFsTreeId, in.ino, file_off));
+  RETURN_IF_ERROR(insert_extent_locked(in, file_off, disk, len, kFileExtentRegular));
   RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
-  in.item.nbytes += len;
   in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
   in.dirty = true;
   stats_.bytes_written += len;

@@ -72,6 +72,8 @@ class FileData {
   };
   Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
   Status drop_extents_locked(Inode& in, uint64_t start, uint64_t end);
+  // A new file extent item over a new disk extent, its extent item, and nbytes.
+  Status insert_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
   Status write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data);
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
