@@ -60,6 +60,12 @@ static Result<Bytes> entry_value(Engine& e, uint64_t ino, const DirEntry& de) {
   return out;
 }
 
+// Write back an XATTR_ITEM's entry list, or remove the item when it is empty.
+static Status store_entries(BTree& fs, const Key& k, const std::vector<DirEntry>& list) {
+  if (list.empty()) return fs.remove(k);
+  return fs.update(k, encode_dir_entries(list));
+}
+
 static Status drop_chunks(Engine& e, uint64_t ino, const std::string& name) {
   const uint64_t h = name_hash(name);
   ASSIGN_OR_RETURN(uint64_t n, e.tree(kFsTreeId).remove_range(chunk_key(ino, h, 0), chunk_key(ino, h, (1 << 20) - 1)));
@@ -117,8 +123,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
       if (equivalent) {
         if (it != list.end()) {
           list.erase(it);
-          if (list.empty()) RETURN_IF_ERROR(fs.remove(k));
-          else RETURN_IF_ERROR(fs.update(k, encode_dir_entries(list)));
+          RETURN_IF_ERROR(store_entries(fs, k, list));
         }
         in->item.ctime = current_time();
         mark_dirty(*in);
@@ -214,8 +219,7 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
     if (it == list.end()) return Status::Error(ENODATA, "no such attribute");
     if (it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, ino, name));
     list.erase(it);
-    if (list.empty()) RETURN_IF_ERROR(fs.remove(k));
-    else RETURN_IF_ERROR(fs.update(k, encode_dir_entries(list)));
+    RETURN_IF_ERROR(store_entries(fs, k, list));
     in->item.ctime = current_time();
     mark_dirty(*in);
     return Status::Ok();

@@ -47,6 +47,16 @@ struct TempImage {
   }
 };
 
+// The checker's verdict on an unmounted image file.
+void check_clean(const std::string& path) {
+  auto dev = FileDevice::open(path, {true, false});
+  REQUIRE(dev.ok());
+  auto rep = check_filesystem(*dev.value());
+  REQUIRE(rep.ok());
+  for (auto& p : rep->problems) UNSCOPED_INFO(p.message);
+  CHECK(rep->clean());
+}
+
 struct SeqItem : CompletionItem {
   int producer, seq;
   std::vector<std::vector<int>>* seen;
@@ -228,11 +238,7 @@ TEST_CASE("csum=sync and csum=async give identical extents and checksums", "[wri
     results[i++] = layout(*fs);
     REQUIRE(fs->unmount().ok());
     fs.reset();
-    auto dev = FileDevice::open(img.path, {true, false});
-    REQUIRE(dev.ok());
-    auto rep = check_filesystem(*dev.value());
-    REQUIRE(rep.ok());
-    CHECK(rep->clean());
+    check_clean(img.path);
   }
   CHECK(results[0].size() > 4);
   CHECK(results[0] == results[1]);
@@ -263,10 +269,5 @@ TEST_CASE("A failed data write reaches fsync as EIO and the committed state stay
   CHECK(back == good);
   REQUIRE(fs->unmount().ok());
   fs.reset();
-  auto dev = FileDevice::open(img.path, {true, false});
-  REQUIRE(dev.ok());
-  auto rep = check_filesystem(*dev.value());
-  REQUIRE(rep.ok());
-  for (auto& p : rep->problems) UNSCOPED_INFO(p.message);
-  CHECK(rep->clean());
+  check_clean(img.path);
 }
