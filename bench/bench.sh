@@ -13,21 +13,16 @@
 # directory. Then Cairn's csum=sync vs csum=async for crc32c and sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-BUILD=${CAIRN_BUILD:-$ROOT/build}
-RUNS=${RUNS:-3}
+. bench/common.sh
 SIZE_MB=${SIZE_MB:-2048}
 RAND_SECS=${RAND_SECS:-20}
 NFILES=${NFILES:-20000}
-DIR=${BENCH_DIR:-/var/tmp/cairn-bench}
 SYSTEMS=${SYSTEMS:-"raw btrfs fuse2fs cairn"}
 # CSUM_ALGOS="" skips the csum=sync/async comparison.
 IMG_SIZE=$(( SIZE_MB * 3 + 4096 ))M
 
-[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loop devices, drop_caches, mounts)" >&2; exit 2; }
 command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio >/dev/null
 command -v fuse2fs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q fuse2fs >/dev/null
-[ -x "$BUILD/cairn" ] || bash scripts/build >/dev/null
 
 mkdir -p "$DIR"
 MNT=$DIR/mnt
@@ -41,9 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-now() { date +%s.%N; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # setup SYSTEM [cairn mkfs args] [cairn mount options]: leaves a filesystem at $TARGET
 setup() {
@@ -109,9 +101,6 @@ print(n / c, n / s, n / u)
 PY
 }
 
-declare -A R
-record() { R["$1|$2"]="${R["$1|$2"]:-} $3"; }
-med() { echo ${R["$1|$2"]:-} | tr ' ' '\n' | { grep -v '^$' || true; } | median; }
 
 for run in $(seq "$RUNS"); do
   for sys in $SYSTEMS; do
@@ -138,11 +127,10 @@ for run in $(seq "$RUNS"); do
 done
 
 printf '\nCairn benchmark: median of %s run(s); %s MiB sequential, %s s random, %s files\n' "$RUNS" "$SIZE_MB" "$RAND_SECS" "$NFILES"
-printf 'machine: %s cores, kernel %s, backing fs %s\n\n' "$(nproc)" "$(uname -r)" "$(df -T "$DIR" | awk 'NR==2 {print $2}')"
+machine_line; echo
 printf '%-12s %12s %12s %12s %12s %12s %12s\n' workload raw btrfs fuse2fs cairn "cairn/raw" "cairn/peer"
 for w in seq_write seq_read rand_write creates stats unlinks; do
   raw=$(med raw $w); btr=$(med btrfs $w); f2=$(med fuse2fs $w); ca=$(med cairn $w)
-  ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs printf '%.2f'; else echo -; fi; }
   case $w in seq_*) peer=$btr ;; *) peer=$f2 ;; esac
   printf '%-12s %12.1f %12.1f %12.1f %12.1f %12s %12s\n' "$w" "${raw:-0}" "${btr:-0}" "${f2:-0}" "${ca:-0}" \
     "$(ratio "$ca" "$raw")" "$(ratio "$ca" "$peer")"

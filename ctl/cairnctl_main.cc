@@ -1,66 +1,366 @@
-// cairnctl: talk to a mounted Cairn filesystem.
+// cairnctl: control and inspect Cairn filesystems.
 //   cairnctl stats [--json] MOUNTPOINT
+//   cairnctl scrub start|resume [-B] [--limit MiB/s] [--json] MOUNTPOINT
+//   cairnctl scrub status [--json] MOUNTPOINT
+//   cairnctl scrub cancel MOUNTPOINT
+//   cairnctl scrub [--limit MiB/s] [--readonly] [--json] IMAGE     (offline)
+//   cairnctl verify [--json] PATH...
+// Exit status: 0 no uncorrectable errors; 3 uncorrectable errors remain;
+// 1 operational failure; 2 usage.
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
 #include "cairn_version.h"
+#include "check/checker.h"
+#include "dev/block_device.h"
 #include "fuse/control.h"
+#include "io/io_engine.h"
+#include "scrub/scrub_service.h"
+#include "scrub/scrubber.h"
+#include "tree/engine.h"
 
 using namespace cairn;
+using nlohmann::json;
 
 namespace {
 
-int fail(const std::string& msg, int code = 1) {
+enum Exit { kOk = 0, kFailed = 1, kUsage = 2, kUncorrectable = 3 };
+
+int fail(const std::string& msg, int code = kFailed) {
   std::cerr << "cairnctl: " << msg << "\n";
   return code;
 }
 
-int stats(const std::string& mnt, bool json) {
-  int fd = ::open(mnt.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return fail(mnt + ": " + std::strerror(errno));
+// One control request on `path`; the reply document, or an error message.
+Result<json> control(const std::string& path, unsigned long cmd, const json* request = nullptr) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Status::Error(errno, path + ": " + std::strerror(errno));
   std::vector<char> buf(kCtlBufferSize, 0);
-  int r = ioctl(fd, CAIRN_IOC_STATS, buf.data());
+  if (request) {
+    std::string in = request->dump();
+    std::memcpy(buf.data(), in.data(), std::min(in.size(), buf.size() - 1));
+  }
+  int r = ioctl(fd, cmd, buf.data());
   int e = errno;
   ::close(fd);
   if (r < 0) {
-    if (e == ENOTTY || e == ENOSYS) return fail(mnt + " is not the root of a mounted Cairn filesystem");
-    if (e == EPERM || e == EACCES) return fail(mnt + ": permission denied (root or the filesystem's owner only)");
-    return fail(mnt + ": " + std::strerror(e));
+    if (e == ENOTTY || e == ENOSYS) return Status::Error(e, path + " is not on a mounted Cairn filesystem (or not its root)");
+    if (e == EPERM || e == EACCES) return Status::Error(e, path + ": permission denied (root or the filesystem's owner only)");
+    if (e == EBUSY) return Status::Error(e, path + ": a scrub is already running");
+    if (e == ENOENT && cmd == CAIRN_IOC_SCRUB_CANCEL) return Status::Error(e, path + ": no scrub is running");
+    if (e == ENOENT) return Status::Error(e, path + ": no scrub to resume");
+    if (e == EALREADY) return Status::Error(e, path + ": the last scrub finished; use 'scrub start'");
+    if (e == EROFS) return Status::Error(e, path + ": mounted read-only");
+    return Status::Error(e, path + ": " + std::strerror(e));
   }
-  auto j = nlohmann::json::parse(std::string(buf.data()), nullptr, false);
-  if (j.is_discarded()) return fail("the daemon sent a malformed reply");
-  if (json) {
-    std::cout << j.dump(2) << "\n";
-    return 0;
+  auto j = json::parse(std::string(buf.data()), nullptr, false);
+  if (j.is_discarded()) return Status::Error(EPROTO, "the daemon sent a malformed reply");
+  return j;
+}
+
+std::string mib(uint64_t bytes) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f MiB", double(bytes) / (1 << 20));
+  return b;
+}
+
+uint64_t uncorrectable(const json& r) {
+  return r["errors"]["data"]["uncorrectable"].get<uint64_t>() + r["errors"]["metadata"]["uncorrectable"].get<uint64_t>();
+}
+
+void print_damaged(const json& r) {
+  for (const auto& d : r["damaged"]) {
+    const bool meta = d["kind"] == "metadata";
+    std::cout << "  " << (d["corrected"].get<bool>() ? "corrected" : "UNCORRECTABLE") << " " << d["kind"].get<std::string>()
+              << " block at logical " << d["logical"] << " (copy " << d["copy"] << ", physical " << d["physical"]
+              << "): " << d["detail"].get<std::string>() << "\n";
+    if (meta) continue;
+    for (const auto& f : d["files"]) {
+      std::string who = f["paths"].empty() ? "inode " + std::to_string(f["inode"].get<uint64_t>()) + " (no path)"
+                                           : f["paths"][0].get<std::string>();
+      std::cout << "    " << who << ": bytes " << f["offset"] << "-" << f["offset"].get<uint64_t>() + f["length"].get<uint64_t>() - 1
+                << "\n";
+    }
   }
-  std::cout << "device:      " << j["device"].get<std::string>() << "\n"
-            << "generation:  " << j["generation"] << "\n";
+  if (r.contains("damaged_not_listed")) std::cout << "  ... and " << r["damaged_not_listed"] << " more (see the system log)\n";
+}
+
+void print_report(const json& r) {
+  const auto& ed = r["errors"]["data"];
+  const auto& em = r["errors"]["metadata"];
+  std::cout << "scrub " << r["state"].get<std::string>() << "\n"
+            << "  scrubbed:  " << mib(r["bytes_scrubbed"]) << " (data " << mib(r["data_bytes"]) << ", metadata "
+            << mib(r["metadata_bytes"]) << ")";
+  if (r["total_bytes"].get<uint64_t>()) std::cout << " of " << mib(r["total_bytes"]) << " used";
+  std::printf("\n  duration:  %.1f s, %.1f MiB/s\n", r["duration_s"].get<double>(), r["speed_mib_s"].get<double>());
+  std::fflush(stdout);
+  std::cout << "  data errors:     " << ed["found"] << " found, " << ed["corrected"] << " corrected, " << ed["uncorrectable"]
+            << " uncorrectable\n"
+            << "  metadata errors: " << em["found"] << " found, " << em["corrected"] << " corrected, "
+            << em["uncorrectable"] << " uncorrectable\n";
+  if (r.contains("error")) std::cout << "  stopped by an error: " << r["error"].get<std::string>() << "\n";
+  print_damaged(r);
+}
+
+void progress_bar(const json& r) {
+  const double total = double(std::max<uint64_t>(1, r["total_bytes"].get<uint64_t>()));
+  const double f = std::min(1.0, double(r["bytes_scrubbed"].get<uint64_t>()) / total);
+  const int w = 30, n = int(f * w);
+  std::fprintf(stderr, "\r[%.*s%*s] %3d%%  %.0f MiB/s  errors %llu ", n, "##############################", w - n, "",
+               int(f * 100), r["speed_mib_s"].get<double>(),
+               static_cast<unsigned long long>(r["errors"]["data"]["found"].get<uint64_t>() +
+                                               r["errors"]["metadata"]["found"].get<uint64_t>()));
+  std::fflush(stderr);
+}
+
+int finish(const json& r, bool as_json) {
+  if (as_json) std::cout << r.dump(2) << "\n";
+  else print_report(r);
+  if (r.contains("error")) return kFailed;
+  return uncorrectable(r) ? kUncorrectable : kOk;
+}
+
+int stats(const std::string& mnt, bool as_json) {
+  auto j = control(mnt, CAIRN_IOC_STATS);
+  if (!j.ok()) return fail(j.status().message());
+  if (as_json) {
+    std::cout << j->dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << "device:      " << (*j)["device"].get<std::string>() << "\n"
+            << "generation:  " << (*j)["generation"] << "\n";
   for (const char* group : {"errors", "space", "cache", "writeback", "io", "commits", "data", "metadata"}) {
     std::cout << group << ":\n";
-    for (auto& [k, v] : j[group].items()) std::cout << "  " << k << ": " << v << "\n";
+    for (auto& [k, v] : (*j)[group].items()) std::cout << "  " << k << ": " << v << "\n";
   }
-  return 0;
+  return kOk;
+}
+
+int scrub_online(const std::string& mnt, bool resume, bool wait, double limit_mib, bool as_json) {
+  json req = {{"limit_bytes_per_sec", uint64_t(limit_mib * (1 << 20))}, {"resume", resume}};
+  auto j = control(mnt, CAIRN_IOC_SCRUB_START, &req);
+  if (!j.ok()) return fail(j.status().message());
+  if (!wait) {
+    if (!as_json) std::cout << "scrub " << (resume ? "resumed" : "started") << " on " << mnt << "\n";
+    else std::cout << j->dump(2) << "\n";
+    return kOk;
+  }
+  const bool tty = !as_json && isatty(STDERR_FILENO);
+  json r = j.value();
+  while (r["state"] == "running") {
+    if (tty) progress_bar(r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    auto s = control(mnt, CAIRN_IOC_SCRUB_STATUS);
+    if (!s.ok()) return fail(s.status().message());
+    r = s.value();
+  }
+  if (tty) std::fprintf(stderr, "\r%60s\r", "");
+  return finish(r, as_json);
+}
+
+int scrub_status(const std::string& mnt, bool as_json) {
+  auto j = control(mnt, CAIRN_IOC_SCRUB_STATUS);
+  if (!j.ok()) return fail(j.status().message());
+  return finish(j.value(), as_json);
+}
+
+int scrub_cancel(const std::string& mnt) {
+  auto j = control(mnt, CAIRN_IOC_SCRUB_CANCEL);
+  if (!j.ok()) return fail(j.status().message());
+  std::cout << "scrub cancelled on " << mnt << "; 'cairnctl scrub resume' continues it\n";
+  return kOk;
+}
+
+// Offline: the image must not be mounted (the daemon holds its lock).
+int scrub_offline(const std::string& image, double limit_mib, bool read_only, bool as_json) {
+  auto dev = FileDevice::open(image, FileDeviceOptions{read_only, true});
+  if (!dev.ok()) {
+    if (dev.status().code() == EWOULDBLOCK) return fail(image + " is in use (mounted?); use 'cairnctl scrub start MOUNTPOINT'");
+    return fail(dev.status().message());
+  }
+  std::shared_ptr<BlockDevice> device = std::move(dev).value();
+  EngineOptions eo;
+  eo.read_only = read_only;
+  auto eng = Engine::open(device, eo);
+  if (!eng.ok()) {
+    // The trees cannot even be opened: report every damaged node fsck finds.
+    std::cerr << "cairnctl: " << image << ": " << eng.status().message() << "\n";
+    auto rep = check_filesystem(*device);
+    json r = scrub_report_json(ScrubProgress{}, {}, 0);
+    r["state"] = "failed";
+    r["error"] = "cannot open the filesystem: " + eng.status().message();
+    if (rep.ok()) {
+      for (const auto& p : rep->problems) {
+        if (p.code != "node-corrupt" && p.code != "node-io" && p.code != "superblock") continue;
+        r["errors"]["metadata"]["found"] = r["errors"]["metadata"]["found"].get<uint64_t>() + 1;
+        r["errors"]["metadata"]["uncorrectable"] = r["errors"]["metadata"]["uncorrectable"].get<uint64_t>() + 1;
+        r["damaged"].push_back({{"kind", "metadata"}, {"logical", p.bytenr}, {"length", 0}, {"copy", 0}, {"physical", 0},
+                                {"corrected", false}, {"detail", p.message}, {"files", json::array()}});
+      }
+    }
+    if (as_json) std::cout << r.dump(2) << "\n";
+    else print_report(r);
+    std::cerr << "cairnctl: run fsck.cairn " << image << " for the full picture\n";
+    return kUncorrectable;
+  }
+  Engine& e = *eng.value();
+  IoEngineOptions io_opts;
+  io_opts.queue_depth = 64;
+  auto io = IoEngine::open(image, read_only, io_opts);
+  if (!io.ok()) return fail(io.status().message());
+  ScrubOptions o;
+  o.limit_bytes_per_sec = uint64_t(limit_mib * (1 << 20));
+  o.repair = !read_only;
+  const bool tty = !as_json && isatty(STDERR_FILENO);
+  const uint64_t total = e.bytes_used();
+  auto t0 = std::chrono::steady_clock::now();
+  if (tty)
+    o.on_batch = [&](const ScrubProgress& p) {
+      if (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(250)) return;
+      t0 = std::chrono::steady_clock::now();
+      progress_bar(scrub_report_json(p, {}, total, 0));
+    };
+  Scrubber s(e, *io.value(), o);
+  Status st = s.run_all();
+  if (tty) std::fprintf(stderr, "\r%60s\r", "");
+  ScrubProgress p = s.progress();
+  json r = scrub_report_json(p, s.errors(), total, 1000000);
+  if (!st.ok()) r["error"] = st.message();
+  if (!read_only) {
+    std::lock_guard lk(e.mutex());
+    Status c = ScrubService::save_locked(e, p);
+    if (c.ok()) c = e.commit();
+    if (!c.ok()) r["error"] = "saving the scrub result: " + c.message();
+  }
+  return finish(r, as_json);
+}
+
+// cairnctl verify: every regular file named or under a named directory.
+int verify(const std::vector<std::string>& paths, bool as_json) {
+  std::vector<std::string> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    auto st = std::filesystem::symlink_status(p, ec);
+    if (ec) return fail(p + ": " + ec.message());
+    if (std::filesystem::is_directory(st)) {
+      for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != std::filesystem::end(it);
+           it.increment(ec))
+        if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
+      if (ec) return fail(p + ": " + ec.message());
+    } else if (std::filesystem::is_regular_file(st)) {
+      files.push_back(p);
+    }
+  }
+  json all = json::array();
+  uint64_t bytes = 0, found = 0, corrected = 0, unc = 0, failed = 0;
+  for (const auto& f : files) {
+    auto r = control(f, CAIRN_IOC_VERIFY);
+    if (!r.ok()) {
+      std::cerr << "cairnctl: " << r.status().message() << "\n";
+      failed++;
+      continue;
+    }
+    json& j = r.value();
+    bytes += j["data_bytes"].get<uint64_t>();
+    found += j["errors"]["data"]["found"].get<uint64_t>();
+    corrected += j["errors"]["data"]["corrected"].get<uint64_t>();
+    unc += j["errors"]["data"]["uncorrectable"].get<uint64_t>();
+    if (j.contains("error")) failed++;
+    j["path"] = f;
+    if (!as_json) {
+      const uint64_t e = j["errors"]["data"]["found"].get<uint64_t>();
+      if (e || j.contains("error")) {
+        std::cout << f << ": " << e << " damaged block copies, " << j["errors"]["data"]["corrected"] << " corrected, "
+                  << j["errors"]["data"]["uncorrectable"] << " uncorrectable"
+                  << (j.contains("error") ? ", " + j["error"].get<std::string>() : "") << "\n";
+        print_damaged(j);
+      }
+    }
+    all.push_back(std::move(j));
+  }
+  if (as_json) {
+    std::cout << json{{"files", all},
+                      {"summary",
+                       {{"files", files.size()}, {"bytes", bytes}, {"found", found}, {"corrected", corrected},
+                        {"uncorrectable", unc}, {"failed", failed}}}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "verified " << files.size() << " file(s), " << mib(bytes) << ": " << found << " errors, " << corrected
+              << " corrected, " << unc << " uncorrectable\n";
+  }
+  if (failed) return kFailed;
+  return unc ? kUncorrectable : kOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Control and inspect a mounted Cairn filesystem."};
+  CLI::App app{"Control and inspect Cairn filesystems."};
   app.set_version_flag("-V,--version", std::string("cairnctl ") + CAIRN_VERSION_STRING);
   app.require_subcommand(1);
-  std::string mnt;
-  bool json = false;
+  std::string target;
+  bool as_json = false, wait = false, read_only = false;
+  double limit = 0;
+  std::vector<std::string> paths;
+
   auto* st = app.add_subcommand("stats", "Error counters (kept across mounts), cache and I/O figures");
-  st->add_option("MOUNTPOINT", mnt, "The mount point")->required();
-  st->add_flag("--json", json, "Machine-readable output");
-  CLI11_PARSE(app, argc, argv);
-  if (*st) return stats(mnt, json);
-  return 2;
+  st->add_option("MOUNTPOINT", target, "The mount point")->required();
+  st->add_flag("--json", as_json, "Machine-readable output");
+
+  auto* sc = app.add_subcommand("scrub", "Verify every block and repair from good copies; "
+                                         "'scrub IMAGE' scrubs an unmounted image");
+  sc->require_subcommand(0, 1);
+  sc->add_option("IMAGE", target, "An unmounted image or device (offline scrub)");
+  sc->add_option("--limit", limit, "Throttle to this many MiB/s")->check(CLI::NonNegativeNumber);
+  sc->add_flag("-r,--readonly", read_only, "Offline: report only, repair nothing");
+  sc->add_flag("--json", as_json, "Machine-readable report");
+  auto* sc_start = sc->add_subcommand("start", "Start a scrub of a mounted filesystem");
+  auto* sc_resume = sc->add_subcommand("resume", "Continue a cancelled or interrupted scrub");
+  for (auto* s : {sc_start, sc_resume}) {
+    s->add_option("MOUNTPOINT", target, "The mount point")->required();
+    s->add_flag("-B", wait, "Stay in the foreground until it ends, then report");
+    s->add_option("--limit", limit, "Throttle to this many MiB/s")->check(CLI::NonNegativeNumber);
+    s->add_flag("--json", as_json, "Machine-readable report");
+  }
+  auto* sc_status = sc->add_subcommand("status", "Progress of the running scrub, or the last one's report");
+  sc_status->add_option("MOUNTPOINT", target, "The mount point")->required();
+  sc_status->add_flag("--json", as_json, "Machine-readable report");
+  auto* sc_cancel = sc->add_subcommand("cancel", "Stop the running scrub (its position is kept)");
+  sc_cancel->add_option("MOUNTPOINT", target, "The mount point")->required();
+
+  auto* vf = app.add_subcommand("verify", "Verify (and repair) the data of the given files and directories");
+  vf->add_option("PATH", paths, "Files or directories on a mounted Cairn filesystem")->required();
+  vf->add_flag("--json", as_json, "Machine-readable report");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsage;
+  }
+  if (*st) return stats(target, as_json);
+  if (*vf) return verify(paths, as_json);
+  if (*sc_start) return scrub_online(target, false, wait, limit, as_json);
+  if (*sc_resume) return scrub_online(target, true, wait, limit, as_json);
+  if (*sc_status) return scrub_status(target, as_json);
+  if (*sc_cancel) return scrub_cancel(target);
+  if (target.empty()) return fail("scrub: give IMAGE, or start|resume|status|cancel MOUNTPOINT", kUsage);
+  struct stat sb;
+  if (::stat(target.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
+    return fail(target + " is a directory; for a mounted filesystem use 'cairnctl scrub start " + target + "'", kUsage);
+  return scrub_offline(target, limit, read_only, as_json);
 }

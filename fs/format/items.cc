@@ -279,6 +279,44 @@ Result<DevStats> DevStats::decode(const Bytes& b) {
   return s;
 }
 
+Bytes ScrubProgress::encode() const {
+  Bytes b(kSize, 0);
+  b[0] = state;
+  put_le64(&b[8], position);
+  put_le64(&b[16], uint64_t(started));
+  put_le64(&b[24], duration_ms);
+  put_le64(&b[32], data_bytes);
+  put_le64(&b[40], metadata_bytes);
+  put_le64(&b[48], data_errors);
+  put_le64(&b[56], data_corrected);
+  put_le64(&b[64], data_uncorrectable);
+  put_le64(&b[72], meta_errors);
+  put_le64(&b[80], meta_corrected);
+  put_le64(&b[88], meta_uncorrectable);
+  put_le64(&b[96], limit_bytes_per_sec);
+  return b;
+}
+
+Result<ScrubProgress> ScrubProgress::decode(const Bytes& b) {
+  if (b.size() != kSize) return bad("scrub progress", b.size());
+  ScrubProgress p;
+  p.state = b[0];
+  if (p.state > kScrubFailed) return Status::Corruption("scrub progress: unknown state " + std::to_string(p.state));
+  p.position = get_le64(&b[8]);
+  p.started = int64_t(get_le64(&b[16]));
+  p.duration_ms = get_le64(&b[24]);
+  p.data_bytes = get_le64(&b[32]);
+  p.metadata_bytes = get_le64(&b[40]);
+  p.data_errors = get_le64(&b[48]);
+  p.data_corrected = get_le64(&b[56]);
+  p.data_uncorrectable = get_le64(&b[64]);
+  p.meta_errors = get_le64(&b[72]);
+  p.meta_corrected = get_le64(&b[80]);
+  p.meta_uncorrectable = get_le64(&b[88]);
+  p.limit_bytes_per_sec = get_le64(&b[96]);
+  return p;
+}
+
 uint64_t name_hash(const std::string& name) {
   uint8_t out[kMaxCsumSize];
   csum_compute(CsumType::kCrc32c, name.data(), name.size(), out);

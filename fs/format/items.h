@@ -128,6 +128,24 @@ struct DevStats {
   static Result<DevStats> decode(const Bytes& b);
 };
 
+// SCRUB_PROGRESS (root tree, key (1, 248, 0)): where the last scrub stopped
+// and what it had found, so `cairnctl scrub resume` continues from there
+// and `scrub status` survives a remount.
+enum ScrubState : uint8_t { kScrubNone = 0, kScrubRunning = 1, kScrubCancelled = 2, kScrubFinished = 3, kScrubFailed = 4 };
+struct ScrubProgress {
+  static constexpr size_t kSize = 128;
+  uint8_t state = kScrubNone;
+  uint64_t position = 0;        // logical address: everything below it is scrubbed
+  int64_t started = 0;          // unix seconds
+  uint64_t duration_ms = 0;     // time spent scrubbing (excluding pauses between resumes)
+  uint64_t data_bytes = 0, metadata_bytes = 0;
+  uint64_t data_errors = 0, data_corrected = 0, data_uncorrectable = 0;
+  uint64_t meta_errors = 0, meta_corrected = 0, meta_uncorrectable = 0;
+  uint64_t limit_bytes_per_sec = 0;  // 0: unthrottled
+  Bytes encode() const;
+  static Result<ScrubProgress> decode(const Bytes& b);
+};
+
 // Directory and xattr name hash: the standard CRC-32C of the name.
 uint64_t name_hash(const std::string& name);
 

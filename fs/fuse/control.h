@@ -10,7 +10,15 @@
 namespace cairn {
 
 constexpr size_t kCtlBufferSize = 16000;  // the largest a restricted FUSE ioctl carries
-// Returns a NUL-terminated JSON document.
+// Each returns a NUL-terminated JSON document.
+// On the root directory (root or the filesystem's owner):
 #define CAIRN_IOC_STATS _IOC(_IOC_READ, 0xCA, 1, cairn::kCtlBufferSize)
+// Takes a JSON request {"limit_bytes_per_sec": N, "resume": bool}; returns the status.
+#define CAIRN_IOC_SCRUB_START _IOC(_IOC_READ | _IOC_WRITE, 0xCA, 2, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SCRUB_STATUS _IOC(_IOC_READ, 0xCA, 3, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SCRUB_CANCEL _IOC(_IOC_READ, 0xCA, 4, cairn::kCtlBufferSize)
+// On any regular file the caller could open: verify its data blocks (every
+// copy), repair from a good copy, report (cairnctl verify).
+#define CAIRN_IOC_VERIFY _IOC(_IOC_READ, 0xCA, 5, cairn::kCtlBufferSize)
 
 }  // namespace cairn

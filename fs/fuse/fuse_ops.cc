@@ -386,20 +386,52 @@ nlohmann::json stats_json(Filesystem& fs) {
   return j;
 }
 
-void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info*, unsigned flags, const void*,
-              size_t, size_t out_bufsz) {
+void reply_json(fuse_req_t req, const nlohmann::json& j, size_t out_bufsz) {
+  std::string out = j.dump();
+  if (out.size() + 1 > out_bufsz) return void(fuse_reply_err(req, EOVERFLOW));
+  std::vector<char> buf(out_bufsz, 0);
+  std::memcpy(buf.data(), out.data(), out.size());
+  fuse_reply_ioctl(req, 0, buf.data(), buf.size());
+}
+
+// cairnctl verify: the file's data blocks, every copy, with repair.
+void verify_file(fuse_req_t req, fuse_ino_t ino, size_t out_bufsz) {
+  Filesystem& fs = fsys(req);
+  ScrubOptions o;
+  o.repair = !fs.engine().read_only();
+  Scrubber s(fs.engine(), fs.io(), o);
+  Status st = s.run_inode(kFsTreeId, in_ino(ino));
+  nlohmann::json j = scrub_report_json(s.progress(), s.errors(), 0, 40);
+  if (!st.ok()) j["error"] = st.message();
+  reply_json(req, j, out_bufsz);
+}
+
+void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info*, unsigned flags,
+              const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOSYS));
-  if (cmd != CAIRN_IOC_STATS) return void(fuse_reply_err(req, ENOTTY));
+  if (cmd == CAIRN_IOC_VERIFY) return verify_file(req, ino, out_bufsz);
+  if (cmd != CAIRN_IOC_STATS && cmd != CAIRN_IOC_SCRUB_START && cmd != CAIRN_IOC_SCRUB_STATUS &&
+      cmd != CAIRN_IOC_SCRUB_CANCEL)
+    return void(fuse_reply_err(req, ENOTTY));
   if (ino != FUSE_ROOT_ID) return void(fuse_reply_err(req, ENOTTY));
   // Root, or whoever owns the filesystem's root directory.
   const fuse_ctx* c = fuse_req_ctx(req);
   auto root = fsys(req).getattr(kFirstInode);
   if (c->uid != 0 && (!root.ok() || root->uid != c->uid)) return void(fuse_reply_err(req, EPERM));
-  std::string out = stats_json(fsys(req)).dump();
-  if (out.size() + 1 > out_bufsz) return void(fuse_reply_err(req, EOVERFLOW));
-  std::vector<char> buf(out_bufsz, 0);
-  std::memcpy(buf.data(), out.data(), out.size());
-  fuse_reply_ioctl(req, 0, buf.data(), buf.size());
+  if (cmd == CAIRN_IOC_STATS) return reply_json(req, stats_json(fsys(req)), out_bufsz);
+  ScrubService* scrub = ctx(req).scrub;
+  if (!scrub) return void(fuse_reply_err(req, EROFS));
+  if (cmd == CAIRN_IOC_SCRUB_START) {
+    std::string in(static_cast<const char*>(in_buf), strnlen(static_cast<const char*>(in_buf), in_bufsz));
+    auto args = nlohmann::json::parse(in, nullptr, false);
+    if (args.is_discarded() || !args.is_object()) return void(fuse_reply_err(req, EINVAL));
+    Status st = scrub->start(args.value("limit_bytes_per_sec", uint64_t(0)), args.value("resume", false));
+    if (!st.ok()) return reply_err(req, st);
+  } else if (cmd == CAIRN_IOC_SCRUB_CANCEL) {
+    Status st = scrub->cancel();
+    if (!st.ok()) return reply_err(req, st);
+  }
+  reply_json(req, scrub->status(), out_bufsz);
 }
 
 fuse_lowlevel_ops make_ops() {

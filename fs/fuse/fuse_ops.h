@@ -5,12 +5,14 @@
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 
+#include "scrub/scrub_service.h"
 #include "vfs/filesystem.h"
 
 namespace cairn {
 
 struct FuseContext {
   Filesystem* fs = nullptr;
+  ScrubService* scrub = nullptr;  // online scrub; null on read-only mounts
   double attr_timeout = 1.0;
   double entry_timeout = 1.0;
   size_t max_write = 1 << 20;

@@ -288,7 +288,12 @@ int main(int argc, char** argv) {
   }
   fctx.fs = fs.value().get();
   Committer committer(fctx.fs, o.commit_seconds);
-  if (!o.read_only) committer.start();
+  std::unique_ptr<ScrubService> scrub;
+  if (!o.read_only) {
+    committer.start();
+    scrub = std::make_unique<ScrubService>(fctx.fs->engine(), fctx.fs->io());
+    fctx.scrub = scrub.get();
+  }
   int rc;
   if (cmd.singlethread) {
     rc = fuse_session_loop(se);
@@ -300,6 +305,8 @@ int main(int argc, char** argv) {
     rc = fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }
+  // A running scrub stops first; its position is saved by the final commit.
+  if (scrub) scrub->shutdown();
   committer.stop();
   fuse_session_unmount(se);
   // Unmount: everything the kernel held is released; the final commit

@@ -56,16 +56,27 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
     }
     // Read-repair: rewrite the bad copies from this good one.
     for (uint64_t badp : bad_copies) {
-      if (!repair_) continue;
-      if (dev_->write(badp, buf.data(), node_size_).ok()) stats_.corrected++;
-      else stats_.write_errors++;
+      bool fixed = false;
+      if (repair_) {
+        fixed = dev_->write(badp, buf.data(), node_size_).ok();
+        if (fixed) stats_.corrected++;
+        else stats_.write_errors++;
+      }
+      log_bad_copy(bytenr, badp, fixed);
     }
     auto n = std::make_shared<Node>(std::move(node).value());
     touch(bytenr, n);
     return n;
   }
   stats_.uncorrectable++;
+  for (uint64_t badp : bad_copies) log_bad_copy(bytenr, badp, false);
   return first_error;
+}
+
+void NodeStore::log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected) {
+  // Bounded so a badly damaged image cannot grow it without end.
+  constexpr size_t kMaxBadCopyLog = 4096;
+  if (bad_copy_log_.size() < kMaxBadCopyLog) bad_copy_log_.push_back(BadCopy{bytenr, physical, corrected});
 }
 
 void NodeStore::touch(uint64_t bytenr, NodePtr n) {

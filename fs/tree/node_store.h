@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <utility>
+#include <vector>
 #include <memory>
 #include <unordered_map>
 
@@ -57,8 +59,19 @@ class NodeStore {
   Result<Node> decode(const uint8_t* buf, const NodeExpectation& expect) const;
   Status write_node(const Node& n);
 
+  // Every bad node copy a read met (and whether read-repair fixed it).
+  // Scrub drains the log, so damage found by ordinary reads (at mount,
+  // before scrub gets there) still appears in its report.
+  struct BadCopy {
+    uint64_t bytenr;
+    uint64_t physical;
+    bool corrected;
+  };
+  std::vector<BadCopy> take_bad_copies() { return std::exchange(bad_copy_log_, {}); }
+
  private:
   void touch(uint64_t bytenr, NodePtr n);
+  void log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected);
   void evict();
 
   BlockDevice* dev_;
@@ -73,6 +86,7 @@ class NodeStore {
   std::list<std::pair<uint64_t, NodePtr>> lru_;  // front = most recent
   std::unordered_map<uint64_t, std::list<std::pair<uint64_t, NodePtr>>::iterator> clean_;
   NodeStoreStats stats_;
+  std::vector<BadCopy> bad_copy_log_;  // bounded (log_bad_copy)
 };
 
 }  // namespace cairn

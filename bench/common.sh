@@ -1,0 +1,24 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+# Every script runs as root and prints Cairn and its baselines side by side.
+[ "$(id -u)" -eq 0 ] || { echo "bench: run as root (loop devices, drop_caches, mounts)" >&2; exit 2; }
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+BUILD=${CAIRN_BUILD:-$ROOT/build}
+RUNS=${RUNS:-3}
+DIR=${BENCH_DIR:-/var/tmp/cairn-bench}
+[ -x "$BUILD/cairn" ] || bash "$ROOT/scripts/build" >/dev/null
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+now() { date +%s.%N; }
+# median of the numbers on stdin, one per line
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# results: record SYSTEM WORKLOAD VALUE; med SYSTEM WORKLOAD prints the median
+declare -A R
+record() { R["$1|$2"]="${R["$1|$2"]:-} $3"; }
+med() { echo ${R["$1|$2"]:-} | tr ' ' '\n' | { grep -v '^$' || true; } | median; }
+ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs printf '%.2f'; else echo -; fi; }
+# The pid of the cairn daemon serving IMAGE.
+cairn_pid() { pgrep -f -- "cairn $1 " | head -1; }
+meminfo_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+# Bytes of FILE in the host's page cache.
+cached_bytes() { fincore -b -n -o RES "$1" 2>/dev/null | awk '{ print $1 + 0 }'; }
+machine_line() { printf 'machine: %s cores, kernel %s, backing fs %s\n' "$(nproc)" "$(uname -r)" "$(df -T "$DIR" | awk 'NR==2 {print $2}')"; }

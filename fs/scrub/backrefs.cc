@@ -1,0 +1,93 @@
+#include "scrub/backrefs.h"
+
+#include <algorithm>
+#include <set>
+
+#include "format/constants.h"
+#include "format/items.h"
+
+namespace cairn {
+
+namespace {
+
+// One name of `ino`: (parent directory, name) pairs from its INODE_REF items.
+std::vector<std::pair<uint64_t, std::string>> names_of(BTree& t, uint64_t ino) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  Cursor c = t.cursor();
+  if (!c.seek(Key{ino, kInodeRef, 0}).ok()) return out;
+  for (; c.valid() && c.key().objectid == ino && c.key().type == kInodeRef; c.advance()) {
+    auto refs = decode_inode_refs(c.data());
+    if (!refs.ok()) continue;
+    for (auto& r : refs.value()) out.emplace_back(c.key().offset, r.name);
+  }
+  return out;
+}
+
+// The path of a directory: directories have one name, so follow the first.
+std::optional<std::string> dir_path(BTree& t, uint64_t dir) {
+  std::string path;
+  std::set<uint64_t> seen;  // a damaged tree could hold a cycle
+  while (dir != kFirstInode) {
+    if (!seen.insert(dir).second || seen.size() > 4096) return std::nullopt;
+    auto names = names_of(t, dir);
+    if (names.empty()) return std::nullopt;
+    path = "/" + names[0].second + path;
+    dir = names[0].first;
+  }
+  return path;
+}
+
+}  // namespace
+
+std::vector<std::string> inode_paths(Engine& e, uint64_t root, uint64_t ino, size_t max_paths) {
+  std::vector<std::string> out;
+  if (!e.has_tree(root)) return out;
+  BTree t = e.tree(root);
+  if (ino == kFirstInode) return {"/"};
+  for (auto& [parent, name] : names_of(t, ino)) {
+    if (out.size() >= max_paths) break;
+    if (auto p = dir_path(t, parent)) out.push_back(*p + "/" + name);
+  }
+  return out;
+}
+
+Result<std::vector<FileRange>> files_using(Engine& e, uint64_t ext_bytenr, uint64_t ext_len, uint64_t logical,
+                                           uint64_t len) {
+  ASSIGN_OR_RETURN(Bytes item, e.tree(kExtentTreeId).lookup(Key{ext_bytenr, kExtentItem, ext_len}));
+  ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(item));
+  std::set<std::pair<uint64_t, uint64_t>> inodes;  // (root, ino): several refs of one file scan it once
+  for (const auto& br : ei.backrefs)
+    if (br.type == kExtentDataRef) inodes.insert({br.root, br.objectid});
+  std::vector<FileRange> out;
+  const uint64_t rel_lo = logical - ext_bytenr, rel_hi = rel_lo + len;
+  for (auto [root, ino] : inodes) {
+    if (!e.has_tree(root)) continue;
+    BTree t = e.tree(root);
+    Cursor c = t.cursor();
+    RETURN_IF_ERROR(c.seek(Key{ino, kExtentData, 0}));
+    for (; c.valid() && c.key().objectid == ino && c.key().type == kExtentData; c.advance()) {
+      auto fe = FileExtent::decode(c.data());
+      if (!fe.ok() || fe->type == kFileExtentInline || fe->disk_bytenr != ext_bytenr) continue;
+      // This file range reads disk bytes [fe.offset, fe.offset + num_bytes) of the extent.
+      const uint64_t lo = std::max(rel_lo, fe->offset), hi = std::min(rel_hi, fe->offset + fe->num_bytes);
+      if (lo >= hi) continue;
+      const uint64_t file_off = c.key().offset + (lo - fe->offset);
+      if (!out.empty() && out.back().root == root && out.back().ino == ino &&
+          out.back().offset + out.back().length == file_off) {
+        out.back().length += hi - lo;
+        continue;
+      }
+      FileRange r;
+      r.root = root;
+      r.ino = ino;
+      r.paths = inode_paths(e, root, ino);
+      r.offset = file_off;
+      r.length = hi - lo;
+      out.push_back(std::move(r));
+    }
+    RETURN_IF_ERROR(c.status());
+  }
+  return out;
+}
+
+}  // namespace cairn
