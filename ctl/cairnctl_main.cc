@@ -87,8 +87,9 @@ void print_damaged(const json& r) {
               << "): " << d["detail"].get<std::string>() << "\n";
     if (meta) continue;
     for (const auto& f : d["files"]) {
-      std::string who = f["paths"].empty() ? "inode " + std::to_string(f["inode"].get<uint64_t>()) + " (no path)"
-                                           : f["paths"][0].get<std::string>();
+      std::string who;
+      for (const auto& p : f["paths"]) who += (who.empty() ? "" : ", ") + p.get<std::string>();
+      if (who.empty()) who = "inode " + std::to_string(f["inode"].get<uint64_t>()) + " (no path)";
       std::cout << "    " << who << ": bytes " << f["offset"] << "-" << f["offset"].get<uint64_t>() + f["length"].get<uint64_t>() - 1
                 << "\n";
     }

@@ -1,34 +1,171 @@
-// fsck.cairn: check an unmounted Cairn filesystem. Exit codes as fsck(8):
-// 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational
-// error, 16 usage error.
+// fsck.cairn: check an unmounted Cairn filesystem, and with --repair fix
+// what can be fixed without guessing. Exit codes as fsck(8): 0 clean,
+// 1 errors corrected, 4 errors left uncorrected, 8 operational error,
+// 16 usage error.
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <set>
 
 #include "cairn_version.h"
 #include "check/checker.h"
 #include "dev/block_device.h"
+#include "format/constants.h"
+#include "io/io_engine.h"
+#include "scrub/scrubber.h"
+#include "tree/engine.h"
 
 using namespace cairn;
 
 namespace {
 enum Exit { kClean = 0, kCorrected = 1, kUncorrected = 4, kOperational = 8, kUsage = 16 };
+
+struct Args {
+  std::string image;
+  bool json = false, verbose = false, check_data = false, repair = false;
+};
+
+std::function<void(double)> progress_printer(const char* what, bool enabled) {
+  if (!enabled) return {};
+  return [what](double f) {
+    std::fprintf(stderr, "\r%s: %3d%%", what, int(f * 100));
+    std::fflush(stderr);
+  };
 }
 
+void clear_progress(bool enabled) {
+  if (enabled) std::fprintf(stderr, "\r%40s\r", "");
+}
+
+Result<CheckReport> check_structures(const std::string& image, bool tty) {
+  ASSIGN_OR_RETURN(auto dev, FileDevice::open(image, FileDeviceOptions{true, false}));
+  // The daemon holds an exclusive lock while mounted: checking a live image
+  // would report the running transaction's half-written state as damage.
+  if (flock(dev->fd(), LOCK_SH | LOCK_NB) != 0)
+    return Status::Error(EBUSY, image + " is in use (mounted?); unmount it first");
+  CheckOptions opts;
+  opts.progress = progress_printer("Checking", tty);
+  auto rep = check_filesystem(*dev, opts);
+  clear_progress(tty);
+  return rep;
+}
+
+// Scrub the data (and every node copy) through the engine; with repair,
+// bad copies are rewritten from good ones. Data errors become problems.
+Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* report, std::vector<std::string>* changes) {
+  ASSIGN_OR_RETURN(auto dev, FileDevice::open(image, FileDeviceOptions{!repair, true}));
+  std::shared_ptr<BlockDevice> device = std::move(dev);
+  EngineOptions eo;
+  eo.read_only = !repair;
+  ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
+  ASSIGN_OR_RETURN(auto io, IoEngine::open(image, !repair, IoEngineOptions{}));
+  ScrubOptions so;
+  so.repair = repair;
+  const uint64_t total = std::max<uint64_t>(1, eng->bytes_used());
+  if (tty)
+    so.on_batch = [total](const ScrubProgress& p) {
+      std::fprintf(stderr, "\rChecking data: %3d%%", int(100.0 * double(p.data_bytes + p.metadata_bytes) / double(total)));
+      std::fflush(stderr);
+    };
+  Scrubber s(*eng, *io, so);
+  Status st = s.run_all();
+  clear_progress(tty);
+  RETURN_IF_ERROR(st);
+  for (const ScrubError& e : s.errors()) {
+    if (e.corrected) {
+      changes->push_back(std::string(e.metadata ? "tree node" : "data block") + " at logical " + std::to_string(e.logical) +
+                         " copy " + std::to_string(e.copy) + ": rewritten from the good copy");
+      continue;
+    }
+    if (e.metadata) continue;  // the structure check reports bad node copies itself
+    Problem p;
+    p.code = "data-csum";
+    std::string who;
+    for (const auto& f : e.files)
+      who += (who.empty() ? "" : "; ") + (f.paths.empty() ? "inode " + std::to_string(f.ino) : f.paths[0]) + " bytes " +
+             std::to_string(f.offset) + "-" + std::to_string(f.offset + f.length - 1);
+    p.message = "data block at logical " + std::to_string(e.logical) + " copy " + std::to_string(e.copy) + ": " + e.detail +
+                (who.empty() ? "" : " (" + who + ")");
+    p.bytenr = e.logical;
+    report->problems.push_back(std::move(p));
+  }
+  if (repair) {
+    std::lock_guard lk(eng->mutex());
+    RETURN_IF_ERROR(eng->commit());
+  }
+  return Status::Ok();
+}
+
+// The repairs that need no guessing, done copy-on-write in one transaction
+// (interrupted, the old state stays): link counts from the names found,
+// orphan items of missing inodes, the space count from the extent tree, and
+// every superblock copy rewritten by the commit.
+Status repair_structures(const std::string& image, const CheckReport& r, std::vector<std::string>* changes) {
+  ASSIGN_OR_RETURN(auto dev, FileDevice::open(image, FileDeviceOptions{false, true}));
+  std::shared_ptr<BlockDevice> device = std::move(dev);
+  ASSIGN_OR_RETURN(auto eng, Engine::open(device, EngineOptions{}));
+  Engine& e = *eng;
+  std::lock_guard lk(e.mutex());
+  for (const Problem& p : r.problems) {
+    if (p.code == "link-count" && p.has_key && e.has_tree(p.tree)) {
+      const uint32_t want = uint32_t(p.expected);
+      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
+        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
+        ii.nlink = want;
+        b = ii.encode();
+        return Status::Ok();
+      }));
+      changes->push_back("inode " + std::to_string(p.key.objectid) + ": link count set to " + std::to_string(want));
+    } else if (p.code == "orphan-missing" && p.has_key && e.has_tree(p.tree)) {
+      RETURN_IF_ERROR(e.tree(p.tree).remove(Key{kOrphanObjectId, kOrphanItem, p.key.objectid}));
+      changes->push_back("removed the orphan item of missing inode " + std::to_string(p.key.objectid));
+    } else if (p.code == "space-accounting") {
+      changes->push_back("space in use recounted from the extent tree");
+    } else if (p.code == "superblock-copy" || p.code == "superblock-stale") {
+      changes->push_back("superblock copy at " + std::to_string(p.bytenr) + " rewritten");
+    }
+  }
+  RETURN_IF_ERROR(e.recount_space());
+  e.force_commit();
+  return e.commit();
+}
+
+void print_report(const Args& a, const CheckReport& r, const std::vector<std::string>& changes) {
+  if (a.json) {
+    auto j = r.to_json();
+    j["device"] = a.image;
+    j["repaired"] = changes;
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  for (const auto& c : changes) std::cout << "REPAIRED: " << c << "\n";
+  for (const auto& p : r.problems) std::cout << (p.warning ? "WARNING: " : "ERROR: ") << p.message << "\n";
+  if (a.verbose || !r.clean())
+    std::cout << a.image << ": generation " << r.stats.generation << ", " << r.stats.trees << " trees, " << r.stats.nodes
+              << " nodes, " << r.stats.items << " items, " << r.stats.inodes << " inodes, " << r.stats.data_extents
+              << " data extents\n";
+  std::cout << a.image << ": " << (r.clean() ? "clean" : std::to_string(r.problems.size()) + " problem(s) found") << "\n";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"Check a Cairn filesystem (unmounted) for consistency."};
+  CLI::App app{"Check a Cairn filesystem (unmounted) for consistency, and repair it on request."};
   app.set_version_flag("-V,--version", std::string("fsck.cairn ") + CAIRN_VERSION_STRING);
-  std::string image;
-  bool no_write = false, json = false, verbose = false, force = false, preen = false;
-  app.add_option("IMAGE", image, "Image file or block device")->required();
-  app.add_flag("-n,--no-write", no_write, "Never write (the default: this version only checks)");
+  Args a;
+  bool no_write = false, force = false, preen = false, yes = false;
+  app.add_option("IMAGE", a.image, "Image file or block device")->required();
+  app.add_flag("-n,--no-write", no_write, "Never write (the default without --repair)");
+  app.add_flag("-r,--repair", a.repair, "Fix what can be fixed without guessing (writes copy-on-write)");
+  app.add_flag("-y,--yes", yes, "Same as --repair (fsck -y)");
+  app.add_flag("--check-data", a.check_data, "Also verify every data block's checksum, every copy (as scrub)");
   app.add_flag("-f,--force", force, "Check even if it looks clean (always done)");
-  app.add_flag("-p,--preen", preen, "Non-interactive, as fsck -p (checking only)");
-  app.add_flag("--json", json, "Print a machine-readable report");
-  app.add_flag("-v,--verbose", verbose, "Print statistics");
+  app.add_flag("-p,--preen", preen, "Non-interactive, as fsck -p (checking only unless --repair)");
+  app.add_flag("--json", a.json, "Print a machine-readable report");
+  app.add_flag("-v,--verbose", a.verbose, "Print statistics");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -37,42 +174,50 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kUsage;
   }
-  auto dev = FileDevice::open(image, FileDeviceOptions{true, false});
-  if (!dev.ok()) {
-    std::cerr << "fsck.cairn: " << dev.status().message() << "\n";
-    return kOperational;
+  a.repair = (a.repair || yes) && !no_write;
+  if ((a.repair || yes) && no_write) {
+    std::cerr << "fsck.cairn: --repair and --no-write contradict each other\n";
+    return kUsage;
   }
-  // The daemon holds an exclusive lock while mounted: checking a live image
-  // would report the running transaction's half-written state as damage.
-  if (flock(dev.value()->fd(), LOCK_SH | LOCK_NB) != 0) {
-    std::cerr << "fsck.cairn: " << image << " is in use (mounted?); unmount it first\n";
-    return kOperational;
-  }
-  CheckOptions opts;
-  const bool tty = !json && isatty(STDERR_FILENO);
-  if (tty)
-    opts.progress = [](double f) {
-      std::fprintf(stderr, "\rChecking: %3d%%", int(f * 100));
-      std::fflush(stderr);
-    };
-  auto rep = check_filesystem(*dev.value(), opts);
-  if (tty) std::fprintf(stderr, "\r              \r");
+  const bool tty = !a.json && isatty(STDERR_FILENO);
+  auto rep = check_structures(a.image, tty);
   if (!rep.ok()) {
-    std::cerr << "fsck.cairn: " << image << ": " << rep.status().message() << "\n";
+    std::cerr << "fsck.cairn: " << a.image << ": " << rep.status().message() << "\n";
     return kOperational;
   }
-  const CheckReport& r = rep.value();
-  if (json) {
-    auto j = r.to_json();
-    j["device"] = image;
-    std::cout << j.dump(2) << "\n";
-  } else {
-    for (const auto& p : r.problems) std::cout << (p.warning ? "WARNING: " : "ERROR: ") << p.message << "\n";
-    if (verbose || !r.clean())
-      std::cout << image << ": generation " << r.stats.generation << ", " << r.stats.trees << " trees, " << r.stats.nodes
-                << " nodes, " << r.stats.items << " items, " << r.stats.inodes << " inodes, " << r.stats.data_extents
-                << " data extents\n";
-    std::cout << image << ": " << (r.clean() ? "clean" : std::to_string(r.problems.size()) + " problem(s) found") << "\n";
+  CheckReport r = std::move(rep).value();
+  std::vector<std::string> changes;
+  auto opens = [&](const CheckReport& cr) {
+    for (const auto& p : cr.problems)
+      if (p.code == "superblock") return false;
+    return true;
+  };
+  if (a.check_data && opens(r)) {
+    Status st = scrub_pass(a.image, a.repair, tty, &r, &changes);
+    if (!st.ok()) std::cerr << "fsck.cairn: checking data: " << st.message() << "\n";
   }
-  return r.clean() ? kClean : kUncorrected;
+  if (!a.repair || r.problems.empty()) {
+    print_report(a, r, changes);
+    return r.clean() ? kClean : kUncorrected;
+  }
+  // Repair: first bad copies from their good twins (DUP), then the
+  // structural fixes, then check again and report what is left.
+  if (!a.check_data) {
+    Status st = scrub_pass(a.image, true, tty, &r, &changes);
+    if (!st.ok()) std::cerr << "fsck.cairn: cannot repair copies: " << st.message() << "\n";
+  }
+  Status st = repair_structures(a.image, r, &changes);
+  if (!st.ok()) std::cerr << "fsck.cairn: cannot repair: " << st.message() << "\n";
+  auto again = check_structures(a.image, tty);
+  if (!again.ok()) {
+    std::cerr << "fsck.cairn: " << a.image << ": " << again.status().message() << "\n";
+    return kOperational;
+  }
+  CheckReport after = std::move(again).value();
+  // Data damage without a good copy stays: report it again.
+  for (const auto& p : r.problems)
+    if (p.code == "data-csum") after.problems.push_back(p);
+  print_report(a, after, changes);
+  if (!after.clean()) return kUncorrected;
+  return changes.empty() ? kClean : kCorrected;
 }

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <sys/stat.h>
 
 #include "alloc/chunk_map.h"
 #include "format/constants.h"
@@ -37,6 +38,34 @@ struct TreeBlockSeen {
   uint8_t level;
 };
 
+struct InodeSeen {
+  uint32_t nlink;
+  uint32_t mode;
+};
+
+// One name: a directory entry, a directory index entry or an inode back reference.
+struct NameLink {
+  uint64_t dir, ino, index;
+  std::string name;
+  uint8_t type;
+};
+
+// What the walk gathered from one fs tree for the namespace checks.
+struct FsTreeState {
+  std::map<uint64_t, InodeSeen> inodes;
+  std::vector<NameLink> refs;                                     // INODE_REF names
+  std::map<std::pair<uint64_t, std::string>, NameLink> dir_items; // (dir, name)
+  std::map<std::pair<uint64_t, uint64_t>, NameLink> dir_index;    // (dir, index)
+  std::set<uint64_t> orphans;
+  std::set<uint64_t> item_owners;           // objectids that carry items other than the inode item
+  std::map<uint64_t, uint64_t> extent_end;  // ino -> end of its last file extent
+};
+
+struct CsumNeed {
+  uint64_t start, len;  // sectors a file extent reads
+  uint64_t tree, ino, file_offset;
+};
+
 struct DataRefKey {
   uint64_t root, ino, offset;
   auto operator<=>(const DataRefKey&) const = default;
@@ -58,6 +87,7 @@ class Checker {
       if (!roots_.count(id)) add("tree-missing", tree_name(id) + " is missing from the root tree", kRootTreeId, 0);
     cross_check_extents();
     check_csums();
+    for (auto& [tree, st] : fs_trees_) check_namespace(tree, st);
     if (opts_.progress) opts_.progress(1.0);
     return std::move(report_);
   }
@@ -224,41 +254,66 @@ class Checker {
 
   template <typename Bad>
   void check_fs_item(uint64_t tree, uint64_t, const Key& k, const Bytes& d, Bad bad) {
+    FsTreeState& fs = fs_trees_[tree];
+    if (k.type != kOrphanItem && k.type != kInodeItem) fs.item_owners.insert(k.objectid);
     switch (k.type) {
       case kInodeItem: {
         auto ii = InodeItem::decode(d);
         if (!ii.ok()) return bad(ii.status());
         report_.stats.inodes++;
+        fs.inodes[k.objectid] = InodeSeen{ii->nlink, ii->mode};
         break;
       }
       case kInodeRef: {
         auto r = decode_inode_refs(d);
         if (!r.ok()) return bad(r.status());
+        for (auto& e : r.value()) fs.refs.push_back(NameLink{k.offset, k.objectid, e.index, e.name, 0});
         break;
       }
       case kDirItem:
       case kXattrItem: {
         auto e = decode_dir_entries(d);
         if (!e.ok()) return bad(e.status());
-        for (auto& de : e.value())
+        for (auto& de : e.value()) {
           if (name_hash(de.name) != k.offset) return bad(Status::Corruption("name hash does not match \"" + de.name + "\""));
+          if (k.type == kDirItem) fs.dir_items[{k.objectid, de.name}] = NameLink{k.objectid, de.location.objectid, 0, de.name, de.type};
+        }
         break;
       }
       case kDirIndex: {
         auto e = decode_dir_entries(d);
         if (!e.ok()) return bad(e.status());
         if (e->size() != 1) return bad(Status::Corruption("directory index with several entries"));
+        const DirEntry& de = e->front();
+        fs.dir_index[{k.objectid, k.offset}] = NameLink{k.objectid, de.location.objectid, k.offset, de.name, de.type};
         break;
       }
       case kExtentData: {
         auto fe = FileExtent::decode(d);
         if (!fe.ok()) return bad(fe.status());
+        const uint64_t len = fe->type == kFileExtentInline ? fe->ram_bytes : fe->num_bytes;
+        if (auto last = fs.extent_end.find(k.objectid); last != fs.extent_end.end() && k.offset < last->second)
+          add("file-extent-overlap", "inode " + std::to_string(k.objectid) + ": file extent at " + std::to_string(k.offset) +
+                                         " overlaps the previous one (ends at " + std::to_string(last->second) + ")",
+              tree, 0, &k);
+        fs.extent_end[k.objectid] = k.offset + len;
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
+          if (fe->offset + fe->num_bytes > fe->disk_num_bytes)
+            add("file-extent-range", "inode " + std::to_string(k.objectid) + ": file extent at " + std::to_string(k.offset) +
+                                         " reads past the end of its disk extent", tree, 0, &k);
           file_refs_[{fe->disk_bytenr, fe->disk_num_bytes}][DataRefKey{tree, k.objectid, k.offset - fe->offset}]++;
+          // Written data must be checksummed, sector by sector.
+          if (fe->type == kFileExtentRegular)
+            csum_needed_.push_back({fe->disk_bytenr + fe->offset / kSectorSize * kSectorSize,
+                                    (fe->offset % kSectorSize + fe->num_bytes + kSectorSize - 1) / kSectorSize * kSectorSize,
+                                    tree, k.objectid, k.offset});
         }
         break;
       }
       case kOrphanItem:
+        if (k.objectid != kOrphanObjectId) return bad(Status::Corruption("orphan item with a wrong objectid"));
+        fs.orphans.insert(k.offset);
+        break;
       case kXattrChunk:
         break;
       default:
@@ -341,7 +396,90 @@ class Checker {
       }();
       if (!ok) add("csum-orphan", "checksums for " + hex(s) + "+" + std::to_string(l) + " cover no data extent", kCsumTreeId, s);
     }
+    // Every sector a file's written extent reads has its checksum.
+    std::sort(csum_needed_.begin(), csum_needed_.end(), [](const CsumNeed& a, const CsumNeed& b) { return a.start < b.start; });
+    for (const CsumNeed& n : csum_needed_) {
+      auto it = std::upper_bound(csum_ranges_.begin(), csum_ranges_.end(), std::pair<uint64_t, uint64_t>(n.start, ~uint64_t(0)));
+      uint64_t covered = n.start;
+      if (it != csum_ranges_.begin()) --it;
+      for (; it != csum_ranges_.end() && it->first <= covered && covered < n.start + n.len; ++it)
+        covered = std::max(covered, it->first + it->second);
+      if (covered < n.start + n.len)
+        add("csum-missing", "inode " + std::to_string(n.ino) + " file offset " + std::to_string(n.file_offset) +
+                                ": data at " + hex(covered) + " has no checksum", kCsumTreeId, covered);
+    }
   }
+
+  // Inodes against directory entries: every name three ways (DIR_ITEM,
+  // DIR_INDEX, INODE_REF), link counts, no dangling or unreachable inode.
+  void check_namespace(uint64_t tree, FsTreeState& fs) {
+    auto ino_s = [](uint64_t i) { return "inode " + std::to_string(i); };
+    auto problem = [&](const char* code, const std::string& msg, uint64_t ino, uint64_t expected = 0) {
+      Key k{ino, kInodeItem, 0};
+      add(code, tree_name(tree) + ": " + msg, tree, 0, &k);
+      report_.problems.back().expected = expected;
+    };
+    std::map<uint64_t, uint64_t> names;    // ino -> names found (INODE_REF)
+    std::map<uint64_t, uint64_t> subdirs;  // dir -> subdirectories
+    std::set<std::pair<uint64_t, uint64_t>> ref_set;  // (dir, index) named by an INODE_REF
+    for (const NameLink& r : fs.refs) {
+      // The root directory's back reference to itself ("..", as btrfs) has no entry.
+      if (r.ino == kFirstInode && r.dir == kFirstInode) continue;
+      names[r.ino]++;
+      ref_set.insert({r.dir, r.index});
+      auto di = fs.dir_index.find({r.dir, r.index});
+      if (di == fs.dir_index.end() || di->second.ino != r.ino || di->second.name != r.name)
+        problem("name-missing", ino_s(r.ino) + " is named \"" + r.name + "\" in directory " + std::to_string(r.dir) +
+                                    " but that directory has no matching index entry", r.ino);
+      if (auto it = fs.inodes.find(r.ino); it != fs.inodes.end() && S_ISDIR(it->second.mode)) subdirs[r.dir]++;
+    }
+    for (auto& [key, e] : fs.dir_index) {
+      auto in = fs.inodes.find(e.ino);
+      if (in == fs.inodes.end()) {
+        problem("dangling-entry", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" points to missing " +
+                                      ino_s(e.ino), e.ino);
+        continue;
+      }
+      if (!ref_set.count(key))
+        problem("name-missing", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" has no back reference in " +
+                                    ino_s(e.ino), e.ino);
+      auto di = fs.dir_items.find({e.dir, e.name});
+      if (di == fs.dir_items.end() || di->second.ino != e.ino)
+        problem("dir-item", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" is in the index but not in the name hash items", e.ino);
+      if (e.type != mode_to_dt(in->second.mode))
+        problem("dir-type", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" has the wrong file type", e.ino);
+    }
+    for (auto& [key, e] : fs.dir_items) {
+      bool indexed = false;
+      for (auto it = fs.dir_index.lower_bound({e.dir, 0}); it != fs.dir_index.end() && it->first.first == e.dir; ++it)
+        if (it->second.name == e.name) {
+          indexed = true;
+          break;
+        }
+      if (!indexed)
+        problem("dir-index", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" is missing from the directory index", e.ino);
+    }
+    for (auto& [ino, in] : fs.inodes) {
+      const uint64_t n = names.count(ino) ? names[ino] : 0;
+      const bool orphan = fs.orphans.count(ino) != 0;
+      if (ino == kFirstInode) {
+        if (!S_ISDIR(in.mode)) problem("root-dir", "the root directory is not a directory", ino);
+      } else if (n == 0 && !orphan) {
+        problem("unreachable", ino_s(ino) + " has no name and is not an orphan", ino);
+        continue;
+      }
+      const uint64_t want = S_ISDIR(in.mode) ? 2 + (subdirs.count(ino) ? subdirs[ino] : 0) : n;
+      if (in.nlink != want && !(orphan && in.nlink == 0))
+        problem("link-count", ino_s(ino) + " has link count " + std::to_string(in.nlink) + ", found " + std::to_string(want), ino, want);
+    }
+    for (uint64_t o : fs.orphans)
+      if (!fs.inodes.count(o)) problem("orphan-missing", "orphan item for missing " + ino_s(o), o);
+    for (uint64_t owner : fs.item_owners)
+      if (owner != kOrphanObjectId && !fs.inodes.count(owner))
+        problem("item-without-inode", "items of " + ino_s(owner) + " but no inode item", owner);
+  }
+
+  static uint8_t mode_to_dt(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 
   BlockDevice& dev_;
   CheckOptions opts_;
@@ -354,6 +492,8 @@ class Checker {
   std::map<uint64_t, std::pair<uint64_t, ExtentItem>> data_items_;  // bytenr -> (len, item)
   std::map<std::pair<uint64_t, uint64_t>, std::map<DataRefKey, uint64_t>> file_refs_;
   std::vector<std::pair<uint64_t, uint64_t>> csum_ranges_;
+  std::map<uint64_t, FsTreeState> fs_trees_;
+  std::vector<CsumNeed> csum_needed_;
 };
 
 }  // namespace

@@ -31,6 +31,7 @@ struct Problem {
   bool has_key = false;
   Key key;
   bool warning = false;  // worth reporting, but a state a crash can leave: not an error
+  uint64_t expected = 0; // link-count: the count the names add up to
 };
 
 struct CheckStats {

@@ -67,28 +67,28 @@ Status ScrubService::start(uint64_t limit, bool resume) {
   running_ = true;
   last_errors_.clear();
   last_status_ = Status::Ok();
-  scrubber_.reset();
-  thread_ = std::thread([this, from, limit] { run(from, limit); });
+  // Built here, not in the thread: status() right after start() must see it.
+  scrubber_ = std::make_unique<Scrubber>(e_, io_, options(from, limit), from);
+  thread_ = std::thread([this, from] { run(from); });
   return Status::Ok();
 }
 
-void ScrubService::run(ScrubProgress from, uint64_t limit) {
+ScrubOptions ScrubService::options(const ScrubProgress& from, uint64_t limit) {
   ScrubOptions o;
   o.start = from.position;
   o.limit_bytes_per_sec = limit;
   o.cancel = &cancel_;
-  auto last_save = std::chrono::steady_clock::now();
-  o.on_batch = [this, &last_save](const ScrubProgress& p) {
+  o.on_batch = [this, last_save = std::chrono::steady_clock::now()](const ScrubProgress& p) mutable {
     auto now = std::chrono::steady_clock::now();
     if (now - last_save < kSaveInterval) return;
     last_save = now;
     std::lock_guard lk(e_.mutex());
     (void)save_locked(e_, p);
   };
-  {
-    std::lock_guard lk(mu_);
-    scrubber_ = std::make_unique<Scrubber>(e_, io_, o, from);
-  }
+  return o;
+}
+
+void ScrubService::run(ScrubProgress from) {
   syslog(LOG_INFO, "cairn: %s: scrub %s at %llu", e_.device().name().c_str(), from.state ? "resumed" : "started",
          static_cast<unsigned long long>(from.position));
   Status st = scrubber_->run_all();

@@ -41,7 +41,8 @@ class ScrubService {
   static Status save_locked(Engine& e, const ScrubProgress& p);
 
  private:
-  void run(ScrubProgress from, uint64_t limit);
+  ScrubOptions options(const ScrubProgress& from, uint64_t limit);
+  void run(ScrubProgress from);
   void join_finished();
 
   Engine& e_;

@@ -16,7 +16,7 @@ namespace cairn {
 
 namespace {
 constexpr uint64_t kSegment = 1ULL << 20;       // largest piece of an extent read as one unit
-constexpr uint64_t kBatchBytes = 16ULL << 20;   // bytes read per batch, all copies counted
+constexpr uint64_t kBatchBytes = 16ULL << 20;   // bytes read per batch, all copies counted (unthrottled)
 constexpr uint64_t kMaxRead = 4ULL << 20;       // coalesced reads stop growing here
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -64,6 +64,10 @@ Scrubber::Scrubber(Engine& e, IoEngine& io, ScrubOptions opts, ScrubProgress res
       progress_(resume_from) {
   progress_.position = position_;
   progress_.state = kScrubRunning;
+  // Throttled: small batches, so the rate holds over short stretches too
+  // (one batch is always in flight ahead of the throttle).
+  if (opts_.limit_bytes_per_sec)
+    batch_budget_ = std::clamp<uint64_t>(opts_.limit_bytes_per_sec / 8, kSegment, kBatchBytes);
   progress_.limit_bytes_per_sec = opts_.limit_bytes_per_sec;
   if (!progress_.started) progress_.started = int64_t(std::time(nullptr));
 }
@@ -115,7 +119,7 @@ Status Scrubber::collect_extents(Batch& b) {
     const Key k = c.key();
     if (k.type == kMetadataItem) {
       if (k.objectid < collect_pos_) continue;
-      if (bytes >= kBatchBytes) break;
+      if (bytes >= batch_budget_) break;
       auto ei = ExtentItem::decode(c.data());
       Unit u;
       u.metadata = true;
@@ -131,7 +135,7 @@ Status Scrubber::collect_extents(Batch& b) {
       const uint64_t end = k.objectid + k.offset;
       if (end <= collect_pos_) continue;
       uint64_t seg = std::max(collect_pos_, k.objectid);
-      while (seg < end && bytes < kBatchBytes) {
+      while (seg < end && bytes < batch_budget_) {
         const uint64_t len = std::min(kSegment, end - seg);
         const size_t before = b.units.size();
         RETURN_IF_ERROR(add_data_unit(b, k.objectid, k.offset, seg, len));
@@ -165,7 +169,7 @@ Status Scrubber::collect_inode(Batch& b, uint64_t root, uint64_t ino) {
     const uint64_t end = foff + fe->num_bytes;
     if (end <= inode_cursor_) continue;
     uint64_t pos = std::max(inode_cursor_, foff);
-    while (pos < end && bytes < kBatchBytes) {
+    while (pos < end && bytes < batch_budget_) {
       // File offset -> disk address inside the extent, whole sectors.
       const uint64_t disk = fe->disk_bytenr + fe->offset + (pos - foff);
       const uint64_t lo = disk / kSectorSize * kSectorSize;

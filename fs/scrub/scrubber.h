@@ -99,6 +99,7 @@ class Scrubber {
   ScrubOptions opts_;
   uint64_t position_;     // everything below it is verified
   uint64_t collect_pos_;  // the next batch is collected from here (one batch ahead)
+  uint64_t batch_budget_ = 16ULL << 20;  // bytes read per batch, all copies
   uint64_t inode_cursor_ = 0;  // run_inode: next file offset to collect
   bool done_collecting_ = false;
   bool cancelled_ = false;

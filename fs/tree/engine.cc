@@ -254,6 +254,25 @@ Status Engine::reserve_metadata(uint64_t nodes, bool deleting) const {
   return Status::Ok();
 }
 
+Status Engine::recount_space() {
+  uint64_t used = 0;
+  BTree t = tree(kExtentTreeId);
+  Cursor c = t.cursor();
+  RETURN_IF_ERROR(c.seek(Key::Min()));
+  for (; c.valid(); c.advance()) {
+    if (c.key().type == kExtentItem) used += c.key().offset;
+    else if (c.key().type == kMetadataItem) used += sb_.node_size;
+  }
+  RETURN_IF_ERROR(c.status());
+  // Nodes allocated or freed in the running transaction are not in the tree yet.
+  for (auto& [b, r] : delayed_refs_) used += int64_t(r.delta) * int64_t(sb_.node_size);
+  if (used != bytes_used_) {
+    bytes_used_ = used;
+    stats_dirty_ = true;
+  }
+  return Status::Ok();
+}
+
 Status Engine::commit() {
   if (opts_.read_only || !dirty()) return Status::Ok();
   if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());

@@ -126,6 +126,12 @@ class Engine : public TreeContext {
   void note_stats_changed() { stats_dirty_ = true; }
 
   uint64_t bytes_used() const { return bytes_used_; }
+  // fsck --repair: recompute the space in use from the extent tree (the
+  // superblock's count is only a cache of it) and commit it next time.
+  Status recount_space();
+  // Make the next commit happen even with nothing else changed (fsck
+  // --repair rewrites every superblock copy this way).
+  void force_commit() { stats_dirty_ = true; }
   uint32_t node_size() const { return sb_.node_size; }
   CsumType csum_type() const { return sb_.csum_type; }
   size_t csum_size() const { return cairn::csum_size(sb_.csum_type); }
