@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <algorithm>
 #include <set>
 
 #include "cairn_version.h"
@@ -92,7 +93,10 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
     p.bytenr = e.logical;
     report->problems.push_back(std::move(p));
   }
-  if (repair) {
+  // Commit only what was repaired: damage without a good copy leaves the
+  // image exactly as it was.
+  const bool repaired = std::any_of(s.errors().begin(), s.errors().end(), [](const ScrubError& e) { return e.corrected; });
+  if (repair && repaired) {
     std::lock_guard lk(eng->mutex());
     RETURN_IF_ERROR(eng->commit());
   }
@@ -198,7 +202,8 @@ int main(int argc, char** argv) {
   }
   if (!a.repair || r.problems.empty()) {
     print_report(a, r, changes);
-    return r.clean() ? kClean : kUncorrected;
+    if (!r.clean()) return kUncorrected;
+    return changes.empty() ? kClean : kCorrected;
   }
   // Repair: first bad copies from their good twins (DUP), then the
   // structural fixes, then check again and report what is left.
@@ -206,8 +211,13 @@ int main(int argc, char** argv) {
     Status st = scrub_pass(a.image, true, tty, &r, &changes);
     if (!st.ok()) std::cerr << "fsck.cairn: cannot repair copies: " << st.message() << "\n";
   }
-  Status st = repair_structures(a.image, r, &changes);
-  if (!st.ok()) std::cerr << "fsck.cairn: cannot repair: " << st.message() << "\n";
+  static const std::set<std::string> kFixable = {"link-count", "orphan-missing", "space-accounting", "superblock-copy",
+                                                 "superblock-stale"};
+  const bool fixable = std::any_of(r.problems.begin(), r.problems.end(), [](const Problem& p) { return kFixable.count(p.code); });
+  if (fixable) {
+    Status st = repair_structures(a.image, r, &changes);
+    if (!st.ok()) std::cerr << "fsck.cairn: cannot repair: " << st.message() << "\n";
+  }
   auto again = check_structures(a.image, tty);
   if (!again.ok()) {
     std::cerr << "fsck.cairn: " << a.image << ": " << again.status().message() << "\n";

@@ -87,7 +87,16 @@ class Checker {
       if (!roots_.count(id)) add("tree-missing", tree_name(id) + " is missing from the root tree", kRootTreeId, 0);
     cross_check_extents();
     check_csums();
-    for (auto& [tree, st] : fs_trees_) check_namespace(tree, st);
+    for (auto& [tree, st] : fs_trees_) {
+      // With part of a tree unreadable, every name in it would look broken:
+      // the damaged node is the error, reported already.
+      if (unreadable_trees_.count(tree)) {
+        add("namespace-skipped", tree_name(tree) + ": names and link counts not checked (unreadable nodes)", tree, 0);
+        report_.problems.back().warning = true;
+        continue;
+      }
+      check_namespace(tree, st);
+    }
     if (opts_.progress) opts_.progress(1.0);
     return std::move(report_);
   }
@@ -172,7 +181,10 @@ class Checker {
     }
     blocks_[bytenr] = TreeBlockSeen{tree, uint8_t(level)};
     auto n = read_node(tree, bytenr, level, gen);
-    if (!n) return;
+    if (!n) {
+      unreadable_trees_.insert(tree);
+      return;
+    }
     report_.stats.nodes++;
     if (!is_root && n->keys.empty()) add("node-empty", tree_name(tree) + ": node " + hex(bytenr) + " is empty", tree, bytenr);
     if (!n->keys.empty()) {
@@ -333,11 +345,19 @@ class Checker {
                                   std::to_string(seen.level), kExtentTreeId, b);
       }
     }
+    // Below an unreadable node, nothing was walked: the leaks and missing
+    // references that follow from it are not further damage.
+    const bool partial = !unreadable_trees_.empty();
+    if (partial) {
+      add("extent-checks-partial", "reference checks skipped: some tree nodes are unreadable", kExtentTreeId, 0);
+      report_.problems.back().warning = true;
+    }
     for (auto& [b, m] : meta_items_)
-      if (!blocks_.count(b))
+      if (!partial && !blocks_.count(b))
         add("extent-leak", "extent tree records node " + hex(b) + " that no tree uses", kExtentTreeId, b);
     // Data extents vs file extent items.
     for (auto& [key, refs] : file_refs_) {
+      if (partial) break;
       auto it = data_items_.find(key.first);
       if (it == data_items_.end() || it->second.first != key.second) {
         add("extent-missing", "file data at " + hex(key.first) + " is not recorded in the extent tree", kExtentTreeId, key.first);
@@ -357,7 +377,7 @@ class Checker {
       }
     }
     for (auto& [b, item] : data_items_)
-      if (!file_refs_.count({b, item.first}))
+      if (!partial && !file_refs_.count({b, item.first}))
         add("extent-leak", "data extent " + hex(b) + " is referenced by no file", kExtentTreeId, b);
 
     // Allocations must not overlap and must sit in chunks of their type.
@@ -493,6 +513,7 @@ class Checker {
   std::map<std::pair<uint64_t, uint64_t>, std::map<DataRefKey, uint64_t>> file_refs_;
   std::vector<std::pair<uint64_t, uint64_t>> csum_ranges_;
   std::map<uint64_t, FsTreeState> fs_trees_;
+  std::set<uint64_t> unreadable_trees_;
   std::vector<CsumNeed> csum_needed_;
 };
 
