@@ -75,7 +75,8 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   Status st = s.run_all();
   clear_progress(tty);
   RETURN_IF_ERROR(st);
-  for (const ScrubError& e : s.errors()) {
+  const std::vector<ScrubError> errors = s.errors();
+  for (const ScrubError& e : errors) {
     if (e.corrected) {
       changes->push_back(std::string(e.metadata ? "tree node" : "data block") + " at logical " + std::to_string(e.logical) +
                          " copy " + std::to_string(e.copy) + ": rewritten from the good copy");
@@ -95,7 +96,7 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   }
   // Commit only what was repaired: damage without a good copy leaves the
   // image exactly as it was.
-  const bool repaired = std::any_of(s.errors().begin(), s.errors().end(), [](const ScrubError& e) { return e.corrected; });
+  const bool repaired = std::any_of(errors.begin(), errors.end(), [](const ScrubError& e) { return e.corrected; });
   if (repair && repaired) {
     std::lock_guard lk(eng->mutex());
     RETURN_IF_ERROR(eng->commit());
