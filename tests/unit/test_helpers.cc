@@ -1,6 +1,11 @@
 #include "test_helpers.h"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <random>
+
+#include "check/checker.h"
 
 namespace cairn::test {
 
@@ -25,6 +30,47 @@ void add_kv_tree(std::shared_ptr<BlockDevice> dev, uint64_t id) {
   std::lock_guard lk(e->mutex());
   REQUIRE(e->create_tree(id, kRootFlagKeyValue).ok());
   REQUIRE(e->commit().ok());
+}
+
+TempImage::TempImage(uint64_t size, MkfsParams p) {
+  char tmpl[] = "/tmp/cairn-unit-XXXXXX";
+  int fd = mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  REQUIRE(ftruncate(fd, off_t(size)) == 0);
+  close(fd);
+  path = tmpl;
+  REQUIRE(Engine::format(open_device(), p).ok());
+}
+
+TempImage::~TempImage() { unlink(path.c_str()); }
+
+std::shared_ptr<BlockDevice> TempImage::open_device(bool read_only) {
+  auto dev = FileDevice::open(path, FileDeviceOptions{read_only, false});
+  REQUIRE(dev.ok());
+  return std::move(dev).value();
+}
+
+std::unique_ptr<Filesystem> TempImage::mount(MountOptions o) {
+  auto fs = Filesystem::mount(open_device(), o);
+  INFO(fs.status().to_string());
+  REQUIRE(fs.ok());
+  return std::move(fs).value();
+}
+
+void check_clean(const std::string& path) {
+  auto dev = FileDevice::open(path, {true, false});
+  REQUIRE(dev.ok());
+  auto rep = check_filesystem(*dev.value());
+  REQUIRE(rep.ok());
+  for (auto& p : rep->problems) UNSCOPED_INFO(p.message);
+  CHECK(rep->clean());
+}
+
+std::vector<char> pattern(size_t n, uint32_t seed) {
+  std::vector<char> v(n);
+  std::mt19937 rng(seed);
+  for (auto& c : v) c = char(rng());
+  return v;
 }
 
 }  // namespace cairn::test

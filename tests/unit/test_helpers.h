@@ -2,10 +2,12 @@
 // Shared helpers for engine unit tests: fresh in-memory filesystems and
 // opening an image after the fact.
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dev/block_device.h"
 #include "tree/engine.h"
+#include "vfs/filesystem.h"
 
 namespace cairn::test {
 
@@ -16,5 +18,21 @@ std::shared_ptr<MemoryDevice> make_formatted_memory(const MkfsParams& p = {}, ui
 // Add an opaque key/value tree (fsck checks its structure only) and commit.
 void add_kv_tree(std::shared_ptr<BlockDevice> dev, uint64_t id);
 std::unique_ptr<Engine> open_engine(std::shared_ptr<BlockDevice> dev, bool read_only = false);
+
+// A formatted image file in /tmp (io_uring needs a real file), removed at
+// the end of the test.
+struct TempImage {
+  std::string path;
+  explicit TempImage(uint64_t size = 256ULL << 20, MkfsParams p = {});
+  ~TempImage();
+  std::unique_ptr<Filesystem> mount(MountOptions o = {});
+  std::shared_ptr<BlockDevice> open_device(bool read_only = false);
+};
+
+// The checker's verdict on an unmounted image file must be clean.
+void check_clean(const std::string& path);
+
+// n pseudo-random bytes from a seed.
+std::vector<char> pattern(size_t n, uint32_t seed);
 
 }  // namespace cairn::test

@@ -16,46 +16,15 @@
 #include "io/completion_workers.h"
 #include "io/io_engine.h"
 #include "util/aligned_buffer.h"
+#include "test_helpers.h"
 #include "vfs/filesystem.h"
 
 using namespace cairn;
+using cairn::test::TempImage;
+using cairn::test::check_clean;
+using cairn::test::pattern;
 
 namespace {
-
-struct TempImage {
-  std::string path;
-  explicit TempImage(uint64_t size = 256ULL << 20, MkfsParams p = {}) {
-    char tmpl[] = "/tmp/cairn-unit-XXXXXX";
-    int fd = mkstemp(tmpl);
-    REQUIRE(fd >= 0);
-    REQUIRE(ftruncate(fd, off_t(size)) == 0);
-    close(fd);
-    path = tmpl;
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    std::shared_ptr<BlockDevice> d = std::move(dev).value();
-    REQUIRE(Engine::format(d, p).ok());
-  }
-  ~TempImage() { unlink(path.c_str()); }
-  std::unique_ptr<Filesystem> mount(MountOptions o = {}) {
-    auto dev = FileDevice::open(path, {});
-    REQUIRE(dev.ok());
-    auto fs = Filesystem::mount(std::move(dev).value(), o);
-    INFO(fs.status().to_string());
-    REQUIRE(fs.ok());
-    return std::move(fs).value();
-  }
-};
-
-// The checker's verdict on an unmounted image file.
-void check_clean(const std::string& path) {
-  auto dev = FileDevice::open(path, {true, false});
-  REQUIRE(dev.ok());
-  auto rep = check_filesystem(*dev.value());
-  REQUIRE(rep.ok());
-  for (auto& p : rep->problems) UNSCOPED_INFO(p.message);
-  CHECK(rep->clean());
-}
 
 struct SeqItem : CompletionItem {
   int producer, seq;
@@ -66,13 +35,6 @@ struct SeqItem : CompletionItem {
     delete this;
   }
 };
-
-std::vector<char> pattern(size_t n, uint32_t seed) {
-  std::vector<char> v(n);
-  std::mt19937 rng(seed);
-  for (auto& c : v) c = char(rng());
-  return v;
-}
 
 }  // namespace
 
