@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "csum/checksum.h"
@@ -17,7 +18,8 @@ namespace cairn {
 namespace {
 constexpr uint64_t kSegment = 1ULL << 20;       // largest piece of an extent read as one unit
 constexpr uint64_t kBatchBytes = 16ULL << 20;   // bytes read per batch, all copies counted (unthrottled)
-constexpr uint64_t kMaxRead = 4ULL << 20;       // coalesced reads stop growing here
+constexpr uint64_t kMaxRead = 2ULL << 20;       // coalesced reads stop growing here
+constexpr size_t kPipeline = 4;                 // batches being read at once
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
@@ -465,67 +467,58 @@ Status Scrubber::run(const std::function<Status(Batch&)>& collect) {
   const auto t0 = Clock::now();
   const uint64_t base_ms = progress_.duration_ms;
   uint64_t bytes_this_run = 0;
-  Batch batches[2];
-  Batch* cur = &batches[0];
-  Batch* next = &batches[1];
   auto finish = [&](uint8_t state) {
     std::lock_guard lk(mu_);
     progress_.state = state;
     progress_.duration_ms = base_ms + uint64_t(seconds_since(t0) * 1000);
   };
-  Status st = collect(*cur);
-  if (!st.ok()) {
-    finish(kScrubFailed);
-    return st;
-  }
-  submit(*cur);
+  // Batches in address order; up to kPipeline of them are being read while
+  // the oldest is verified, so the device always has a deep queue.
+  std::deque<std::unique_ptr<Batch>> inflight;
+  Status st;
   for (;;) {
     const bool stop = opts_.cancel && opts_.cancel->load();
-    next->clear();
-    if (!stop && !done_collecting_) {
-      st = collect(*next);
-      if (st.ok() && !next->units.empty()) submit(*next);
+    while (st.ok() && !stop && !done_collecting_ && inflight.size() < kPipeline) {
+      auto b = std::make_unique<Batch>();
+      st = collect(*b);
+      if (!st.ok() || b->units.empty()) continue;  // empty: nothing verifiable in that stretch
+      submit(*b);
+      inflight.push_back(std::move(b));
     }
-    wait(*cur);
+    if (inflight.empty()) {
+      if (stop && !done_collecting_) cancelled_ = true;
+      break;
+    }
+    Batch& cur = *inflight.front();
+    wait(cur);
     if (st.ok()) {
-      verify(*cur);
-      st = confirm_and_repair(*cur);
+      verify(cur);
+      st = confirm_and_repair(cur);
     }
     if (!st.ok()) {
-      wait(*next);
+      for (auto& b : inflight) wait(*b);
       finish(kScrubFailed);
       return st;
     }
     ScrubProgress snap;
     {
       std::lock_guard lk(mu_);
-      for (auto& u : cur->units) {
+      for (auto& u : cur.units) {
         (u.metadata ? progress_.metadata_bytes : progress_.data_bytes) += u.len;
         bytes_this_run += u.len;
       }
-      position_ = cur->end_position;
+      position_ = cur.end_position;
       progress_.position = position_;
       progress_.duration_ms = base_ms + uint64_t(seconds_since(t0) * 1000);
       snap = progress_;
     }
     if (opts_.on_batch) opts_.on_batch(snap);
-    std::swap(cur, next);
-    if (cur->units.empty()) {
-      if (done_collecting_) break;
-      if (stop) {
-        cancelled_ = true;
-        break;
-      }
-      // Nothing verifiable in this stretch (unwritten preallocations): go on.
-      st = collect(*cur);
-      if (!st.ok()) {
-        finish(kScrubFailed);
-        return st;
-      }
-      submit(*cur);
-      continue;
-    }
+    inflight.pop_front();
     throttle(bytes_this_run, seconds_since(t0));
+  }
+  if (!st.ok()) {
+    finish(kScrubFailed);
+    return st;
   }
   {
     std::lock_guard lk(e_.mutex());
