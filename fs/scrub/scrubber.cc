@@ -18,8 +18,8 @@ namespace cairn {
 namespace {
 constexpr uint64_t kSegment = 1ULL << 20;       // largest piece of an extent read as one unit
 constexpr uint64_t kBatchBytes = 16ULL << 20;   // bytes read per batch, all copies counted (unthrottled)
-constexpr uint64_t kMaxRead = 2ULL << 20;       // coalesced reads stop growing here
-constexpr size_t kPipeline = 4;                 // batches being read at once
+constexpr uint64_t kMaxRead = 4ULL << 20;       // coalesced reads stop growing here
+constexpr size_t kPipeline = 6;                 // batches being read at once
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 }  // namespace
@@ -475,13 +475,24 @@ Status Scrubber::run(const std::function<Status(Batch&)>& collect) {
   // Batches in address order; up to kPipeline of them are being read while
   // the oldest is verified, so the device always has a deep queue.
   std::deque<std::unique_ptr<Batch>> inflight;
+  std::vector<std::unique_ptr<Batch>> spare;  // buffers are reused: no page faults per batch
   Status st;
   for (;;) {
     const bool stop = opts_.cancel && opts_.cancel->load();
     while (st.ok() && !stop && !done_collecting_ && inflight.size() < kPipeline) {
-      auto b = std::make_unique<Batch>();
+      std::unique_ptr<Batch> b;
+      if (spare.empty()) {
+        b = std::make_unique<Batch>();
+      } else {
+        b = std::move(spare.back());
+        spare.pop_back();
+        b->clear();
+      }
       st = collect(*b);
-      if (!st.ok() || b->units.empty()) continue;  // empty: nothing verifiable in that stretch
+      if (!st.ok() || b->units.empty()) {  // empty: nothing verifiable in that stretch
+        spare.push_back(std::move(b));
+        continue;
+      }
       submit(*b);
       inflight.push_back(std::move(b));
     }
@@ -513,6 +524,7 @@ Status Scrubber::run(const std::function<Status(Batch&)>& collect) {
       snap = progress_;
     }
     if (opts_.on_batch) opts_.on_batch(snap);
+    spare.push_back(std::move(inflight.front()));
     inflight.pop_front();
     throttle(bytes_this_run, seconds_since(t0));
   }
