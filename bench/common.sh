@@ -20,5 +20,5 @@ ratio() { if [ -n "$1" ] && [ -n "$2" ]; then echo "$1 / $2" | bc -l | xargs pri
 cairn_pid() { pgrep -f -- "cairn $1 " | head -1; }
 meminfo_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 # Bytes of FILE in the host's page cache.
-cached_bytes() { fincore -b -n -o RES "$1" 2>/dev/null | awk '{ print $1 + 0 }'; }
+cached_bytes() { fincore -b -n -o RES "$1" 2>/dev/null | awk '{ printf "%.0f\n", $1 }'; }
 machine_line() { printf 'machine: %s cores, kernel %s, backing fs %s\n' "$(nproc)" "$(uname -r)" "$(df -T "$DIR" | awk 'NR==2 {print $2}')"; }

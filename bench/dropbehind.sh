@@ -3,7 +3,8 @@
 # through Cairn with and without -o dropbehind, each ended by fsync, and
 # measure what stays cached afterwards:
 #   - throughput (MiB/s, fsync included)
-#   - growth of the daemon's resident memory (VmRSS after - before)
+#   - growth of the daemon's resident memory (VmRSS after - before), right
+#     after fsync and again after the next periodic commit (which trims)
 #   - the daemon's own page cache (cairnctl stats: cache.cached_bytes)
 #   - the written file's pages in the kernel's FUSE page cache (fincore)
 #   - the image file's pages in the host page cache (fincore)
@@ -41,6 +42,9 @@ one_run() {  # mode: cached | dropbehind
   record "$mode" fuse_pages_mib "$(( $(cached_bytes "$MNT/big") >> 20 ))"
   record "$mode" image_pages_mib "$(( $(cached_bytes "$IMG") >> 20 ))"
   record "$mode" meminfo_cached_mib "$(( ($(meminfo_kb Cached) - cached0) / 1024 ))"
+  # After a periodic commit (5 s): what the daemon keeps for good.
+  sleep 6
+  record "$mode" rss_settled_mib "$(( ($(awk '/^VmRSS/ { print $2 }' /proc/$pid/status) - rss0) / 1024 ))"
   # Read it back: normal files fill the kernel's cache for the next reader,
   # dropbehind files must not.
   cat "$MNT/big" > /dev/null
@@ -57,7 +61,7 @@ done
 printf '\nCairn dropbehind benchmark: median of %s run(s), %s MiB written sequentially in 1 MiB blocks + fsync\n' "$RUNS" "$SIZE_MB"
 machine_line; echo
 printf '%-26s %12s %12s\n' measure cached dropbehind
-for w in mibs rss_mib daemon_cache_mib fuse_pages_mib image_pages_mib meminfo_cached_mib readback_fuse_pages_mib readback_image_pages_mib; do
+for w in mibs rss_mib rss_settled_mib daemon_cache_mib fuse_pages_mib image_pages_mib meminfo_cached_mib readback_fuse_pages_mib readback_image_pages_mib; do
   printf '%-26s %12.1f %12.1f\n' "$w" "$(med cached $w)" "$(med dropbehind $w)"
 done
 d=$(med dropbehind mibs); c=$(med cached mibs)

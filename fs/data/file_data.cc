@@ -44,22 +44,27 @@ Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vec
   return c.status();
 }
 
-Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len) {
-  // Reads go through the image's buffered descriptor: the host's readahead
-  // turns FUSE's 128 KiB requests into large sequential device reads
+Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len, bool dropbehind) {
+  // Dropbehind files are read with O_DIRECT (io_uring): the host's cache
+  // never holds their pages (fadvise(DONTNEED) after a buffered read was
+  // measured to leave most of them: the pages just read are still on the
+  // per-CPU LRU lists and cannot be invalidated yet).
+  if (dropbehind && io_ && io_->direct()) return io_->read_sync(phys, buf, len);
+  // Other reads go through the image's buffered descriptor: the host's
+  // readahead turns FUSE's requests into large sequential device reads
   // (measured: O_DIRECT reads ran at 0.13 of the raw file's speed).
   return e_.device().read(phys, buf, len);
 }
 
 Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
-                               const uint8_t* csums, const std::vector<bool>& present) {
+                               const uint8_t* csums, const std::vector<bool>& present, bool dropbehind) {
   const size_t cs = e_.csum_size();
   std::vector<uint64_t> copies;
   {
     std::lock_guard lk(e_.mutex());
     ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
   }
-  Status st = device_read(copies[0], out, len);
+  Status st = device_read(copies[0], out, len, dropbehind);
   // Counters persist in the image (DEV_STATS) as btrfs device stats do.
   auto count = [&](uint64_t DevStats::*field) {
     std::lock_guard lk(e_.mutex());
@@ -81,7 +86,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     // Another copy (DUP) may hold the good bytes.
     bool repaired = false;
     for (size_t k = 1; k < copies.size() && !repaired; k++) {
-      if (!device_read(copies[k] + s, alt.data(), kBlock).ok()) continue;
+      if (!device_read(copies[k] + s, alt.data(), kBlock, dropbehind).ok()) continue;
       if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
       std::memcpy(out + s, alt.data(), kBlock);
       repaired = true;
@@ -104,7 +109,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
   return Status::Ok();
 }
 
-Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
+Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out, bool dropbehind) {
   std::vector<Piece> pieces;
   std::vector<std::pair<uint64_t, PagePtr>> cached;  // pages newer than the disk
   uint64_t size;
@@ -139,7 +144,7 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
       all_cached = std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == b / kBlock; });
     if (all_cached) continue;
     buf.resize(p.len);
-    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present));
+    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present, dropbehind));
     const uint64_t s = std::max<uint64_t>(p.file_off, off), e = std::min<uint64_t>(p.file_off + p.len, off + len);
     if (s < e) std::memcpy(out + (s - off), buf.data() + (s - p.file_off), e - s);
   }

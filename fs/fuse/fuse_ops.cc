@@ -213,9 +213,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   std::vector<char> buf(size);
-  auto r = fsys(req).read(in_ino(ino), uint64_t(off), size, buf.data());
+  auto r = fsys(req).read(in_ino(ino), uint64_t(off), size, buf.data(), fi && fi->fh == kDropbehindHandle);
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_buf(req, buf.data(), r.value());
 }
