@@ -13,6 +13,7 @@
 
 #include "cairn_version.h"
 #include "check/checker.h"
+#include "check/repair.h"
 #include "dev/block_device.h"
 #include "format/constants.h"
 #include "io/io_engine.h"
@@ -104,38 +105,15 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   return Status::Ok();
 }
 
-// The repairs that need no guessing, done copy-on-write in one transaction
-// (interrupted, the old state stays): link counts from the names found,
-// orphan items of missing inodes, the space count from the extent tree, and
-// every superblock copy rewritten by the commit.
-Status repair_structures(const std::string& image, const CheckReport& r, std::vector<std::string>* changes) {
+// The structural repairs (fs/check/repair.h), then a commit that also
+// rewrites every superblock copy.
+Status repair(const std::string& image, const CheckReport& r, std::vector<std::string>* changes) {
   ASSIGN_OR_RETURN(auto dev, FileDevice::open(image, FileDeviceOptions{false, true}));
   std::shared_ptr<BlockDevice> device = std::move(dev);
   ASSIGN_OR_RETURN(auto eng, Engine::open(device, EngineOptions{}));
-  Engine& e = *eng;
-  std::lock_guard lk(e.mutex());
-  for (const Problem& p : r.problems) {
-    if (p.code == "link-count" && p.has_key && e.has_tree(p.tree)) {
-      const uint32_t want = uint32_t(p.expected);
-      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
-        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
-        ii.nlink = want;
-        b = ii.encode();
-        return Status::Ok();
-      }));
-      changes->push_back("inode " + std::to_string(p.key.objectid) + ": link count set to " + std::to_string(want));
-    } else if (p.code == "orphan-missing" && p.has_key && e.has_tree(p.tree)) {
-      RETURN_IF_ERROR(e.tree(p.tree).remove(Key{kOrphanObjectId, kOrphanItem, p.key.objectid}));
-      changes->push_back("removed the orphan item of missing inode " + std::to_string(p.key.objectid));
-    } else if (p.code == "space-accounting") {
-      changes->push_back("space in use recounted from the extent tree");
-    } else if (p.code == "superblock-copy" || p.code == "superblock-stale") {
-      changes->push_back("superblock copy at " + std::to_string(p.bytenr) + " rewritten");
-    }
-  }
-  RETURN_IF_ERROR(e.recount_space());
-  e.force_commit();
-  return e.commit();
+  std::lock_guard lk(eng->mutex());
+  RETURN_IF_ERROR(repair_structures(*eng, r, changes));
+  return eng->commit();
 }
 
 void print_report(const Args& a, const CheckReport& r, const std::vector<std::string>& changes) {
@@ -212,11 +190,8 @@ int main(int argc, char** argv) {
     Status st = scrub_pass(a.image, true, tty, &r, &changes);
     if (!st.ok()) std::cerr << "fsck.cairn: cannot repair copies: " << st.message() << "\n";
   }
-  static const std::set<std::string> kFixable = {"link-count", "orphan-missing", "space-accounting", "superblock-copy",
-                                                 "superblock-stale"};
-  const bool fixable = std::any_of(r.problems.begin(), r.problems.end(), [](const Problem& p) { return kFixable.count(p.code); });
-  if (fixable) {
-    Status st = repair_structures(a.image, r, &changes);
+  if (std::any_of(r.problems.begin(), r.problems.end(), repairable)) {
+    Status st = repair(a.image, r, &changes);
     if (!st.ok()) std::cerr << "fsck.cairn: cannot repair: " << st.message() << "\n";
   }
   auto again = check_structures(a.image, tty);

@@ -102,8 +102,10 @@ class Checker {
   }
 
  private:
-  void add(std::string code, std::string msg, uint64_t tree, uint64_t bytenr, const Key* key = nullptr) {
+  void add(std::string code, std::string msg, uint64_t tree, uint64_t bytenr, const Key* key = nullptr,
+           bool data_extent = false) {
     Problem p;
+    p.data_extent = data_extent;
     p.code = std::move(code);
     p.message = std::move(msg);
     p.tree = tree;
@@ -244,7 +246,7 @@ class Checker {
         }
         if (sum != ei->refs)
           add("extent-refs", "data extent " + hex(k.objectid) + ": reference count " + std::to_string(ei->refs) +
-                                 " but back references sum to " + std::to_string(sum), tree, k.objectid, &k);
+                                 " but back references sum to " + std::to_string(sum), tree, k.objectid, &k, true);
         data_items_[k.objectid] = {k.offset, ei.value()};
         report_.stats.data_extents++;
         report_.stats.data_bytes += k.offset;
@@ -368,17 +370,17 @@ class Checker {
       const ExtentItem& ei = it->second.second;
       if (total != ei.refs)
         add("extent-refs", "data extent " + hex(key.first) + ": reference count " + std::to_string(ei.refs) + ", found " +
-                               std::to_string(total) + " file references", kExtentTreeId, key.first);
+                               std::to_string(total) + " file references", kExtentTreeId, key.first, nullptr, true);
       for (auto& br : ei.backrefs) {
         auto f = refs.find(DataRefKey{br.root, br.objectid, br.offset});
         if (f == refs.end() || f->second != br.count)
           add("extent-backref", "data extent " + hex(key.first) + ": back reference to inode " + std::to_string(br.objectid) +
-                                    " offset " + std::to_string(br.offset) + " does not match the file", kExtentTreeId, key.first);
+                                    " offset " + std::to_string(br.offset) + " does not match the file", kExtentTreeId, key.first, nullptr, true);
       }
     }
     for (auto& [b, item] : data_items_)
       if (!partial && !file_refs_.count({b, item.first}))
-        add("extent-leak", "data extent " + hex(b) + " is referenced by no file", kExtentTreeId, b);
+        add("extent-leak", "data extent " + hex(b) + " is referenced by no file", kExtentTreeId, b, nullptr, true);
 
     // Allocations must not overlap and must sit in chunks of their type.
     std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> all;  // start, len, chunk type

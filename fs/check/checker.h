@@ -32,6 +32,7 @@ struct Problem {
   Key key;
   bool warning = false;  // worth reporting, but a state a crash can leave: not an error
   uint64_t expected = 0; // link-count: the count the names add up to
+  bool data_extent = false;  // extent-*: bytenr is a data extent (not a tree block)
 };
 
 struct CheckStats {
