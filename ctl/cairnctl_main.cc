@@ -101,9 +101,10 @@ void print_report(const json& r) {
   const auto& ed = r["errors"]["data"];
   const auto& em = r["errors"]["metadata"];
   std::cout << "scrub " << r["state"].get<std::string>() << "\n"
-            << "  scrubbed:  " << mib(r["bytes_scrubbed"]) << " (data " << mib(r["data_bytes"]) << ", metadata "
-            << mib(r["metadata_bytes"]) << ")";
+            << "  scrubbed:  " << mib(r["bytes_scrubbed"]);
   if (r["total_bytes"].get<uint64_t>()) std::cout << " of " << mib(r["total_bytes"]) << " used";
+  std::cout << " (data " << mib(r["data_bytes"]) << " in " << r["data_blocks"] << " blocks, metadata "
+            << mib(r["metadata_bytes"]) << " in " << r["metadata_blocks"] << " tree nodes)";
   std::printf("\n  duration:  %.1f s, %.1f MiB/s\n", r["duration_s"].get<double>(), r["speed_mib_s"].get<double>());
   std::fflush(stdout);
   std::cout << "  data errors:     " << ed["found"] << " found, " << ed["corrected"] << " corrected, " << ed["uncorrectable"]

@@ -294,6 +294,7 @@ Bytes ScrubProgress::encode() const {
   put_le64(&b[80], meta_corrected);
   put_le64(&b[88], meta_uncorrectable);
   put_le64(&b[96], limit_bytes_per_sec);
+  put_le64(&b[104], metadata_nodes);
   return b;
 }
 
@@ -314,6 +315,7 @@ Result<ScrubProgress> ScrubProgress::decode(const Bytes& b) {
   p.meta_corrected = get_le64(&b[80]);
   p.meta_uncorrectable = get_le64(&b[88]);
   p.limit_bytes_per_sec = get_le64(&b[96]);
+  p.metadata_nodes = get_le64(&b[104]);
   return p;
 }
 

@@ -142,6 +142,7 @@ struct ScrubProgress {
   uint64_t data_errors = 0, data_corrected = 0, data_uncorrectable = 0;
   uint64_t meta_errors = 0, meta_corrected = 0, meta_uncorrectable = 0;
   uint64_t limit_bytes_per_sec = 0;  // 0: unthrottled
+  uint64_t metadata_nodes = 0;       // tree nodes verified
   Bytes encode() const;
   static Result<ScrubProgress> decode(const Bytes& b);
 };

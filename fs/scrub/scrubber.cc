@@ -516,6 +516,7 @@ Status Scrubber::run(const std::function<Status(Batch&)>& collect) {
       std::lock_guard lk(mu_);
       for (auto& u : cur.units) {
         (u.metadata ? progress_.metadata_bytes : progress_.data_bytes) += u.len;
+        if (u.metadata) progress_.metadata_nodes++;
         bytes_this_run += u.len;
       }
       position_ = cur.end_position;
@@ -563,6 +564,8 @@ nlohmann::json scrub_report_json(const ScrubProgress& p, const std::vector<Scrub
   j["bytes_scrubbed"] = bytes;
   j["data_bytes"] = p.data_bytes;
   j["metadata_bytes"] = p.metadata_bytes;
+  j["data_blocks"] = p.data_bytes / kSectorSize;
+  j["metadata_blocks"] = p.metadata_nodes;
   j["total_bytes"] = total_bytes;
   j["speed_mib_s"] = p.duration_ms ? double(bytes) / (1 << 20) / (double(p.duration_ms) / 1000.0) : 0.0;
   j["limit_mib_s"] = double(p.limit_bytes_per_sec) / (1 << 20);
