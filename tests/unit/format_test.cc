@@ -160,4 +160,24 @@ TEST_CASE("item codecs round-trip", "[format]") {
   CHECK_FALSE(ExtentItem::decode(truncated).ok());
   CHECK_FALSE(decode_inode_refs(Bytes{1, 2, 3}).ok());
   CHECK_FALSE(decode_dir_entries(Bytes(10, 0xFF)).ok());
+
+  ScrubProgress sp;
+  sp.state = kScrubCancelled;
+  sp.position = 123456789;
+  sp.started = 1700000000;
+  sp.data_bytes = 1ULL << 33;
+  sp.data_uncorrectable = 3;
+  sp.meta_corrected = 2;
+  sp.metadata_nodes = 77;
+  auto sp2 = ScrubProgress::decode(sp.encode());
+  REQUIRE(sp2.ok());
+  CHECK(sp2->position == sp.position);
+  CHECK(sp2->data_bytes == sp.data_bytes);
+  CHECK(sp2->data_uncorrectable == 3);
+  CHECK(sp2->meta_corrected == 2);
+  CHECK(sp2->metadata_nodes == 77);
+  Bytes bad_state = sp.encode();
+  bad_state[0] = 9;
+  CHECK_FALSE(ScrubProgress::decode(bad_state).ok());
+  CHECK_FALSE(ScrubProgress::decode(Bytes(127, 0)).ok());
 }
