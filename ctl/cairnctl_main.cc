@@ -160,9 +160,15 @@ int scrub_online(const std::string& mnt, bool resume, bool wait, double limit_mi
   }
   const bool tty = !as_json && isatty(STDERR_FILENO);
   json r = j.value();
+  // Poll often enough that a short scrub is not reported late (its speed is
+  // measured by the daemon, but -B's wall time is what users see).
+  auto last_bar = std::chrono::steady_clock::now();
   while (r["state"] == "running") {
-    if (tty) progress_bar(r);
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (tty && std::chrono::steady_clock::now() - last_bar > std::chrono::milliseconds(250)) {
+      progress_bar(r);
+      last_bar = std::chrono::steady_clock::now();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
     auto s = control(mnt, CAIRN_IOC_SCRUB_STATUS);
     if (!s.ok()) return fail(s.status().message());
     r = s.value();
