@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -81,6 +82,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~unsigned(FUSE_CAP_WRITEBACK_CACHE);
   conn->max_write = unsigned(c->max_write);
   conn->max_readahead = 1 << 20;
+  // Sequential reads arrive as the kernel's asynchronous readahead: let more
+  // of them be in flight at once (FUSE's default is 12), so the daemon's
+  // threads overlap their image reads and checksum checks.
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
 }
 
 void op_destroy(void*) {}
@@ -214,10 +220,11 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  std::vector<char> buf(size);
-  auto r = fsys(req).read(in_ino(ino), uint64_t(off), size, buf.data(), fi && fi->fh == kDropbehindHandle);
+  // Not zero-filled: read() fills every byte it returns.
+  std::unique_ptr<char[]> buf(new char[size]);
+  auto r = fsys(req).read(in_ino(ino), uint64_t(off), size, buf.get(), fi && fi->fh == kDropbehindHandle);
   if (!r.ok()) return reply_err(req, r.status());
-  fuse_reply_buf(req, buf.data(), r.value());
+  fuse_reply_buf(req, buf.get(), r.value());
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
