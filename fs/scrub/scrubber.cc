@@ -312,11 +312,30 @@ void Scrubber::drain_node_store_log() {
     err.corrected = bc.corrected;
     err.detail = bc.corrected ? "bad node copy, rewritten from its good copy when read"
                               : "bad node copy, no good copy";
-    std::lock_guard lk(mu_);
-    progress_.meta_errors++;
-    (bc.corrected ? progress_.meta_corrected : progress_.meta_uncorrectable)++;
-    if (errors_.size() < 100000) errors_.push_back(std::move(err));
+    count(err, bc.corrected);
+    note(std::move(err));
   }
+}
+
+void Scrubber::count(const ScrubError& err, bool have_good) {
+  std::lock_guard lk(mu_);
+  (err.metadata ? progress_.meta_errors : progress_.data_errors)++;
+  if (err.corrected) (err.metadata ? progress_.meta_corrected : progress_.data_corrected)++;
+  else if (!have_good) (err.metadata ? progress_.meta_uncorrectable : progress_.data_uncorrectable)++;
+}
+
+void Scrubber::settle(ScrubError err, const uint8_t* good) {
+  // Same position, the twin's bytes: the block stays allocated and its
+  // contents do not change, so copy-on-write is not bypassed.
+  if (good && opts_.repair && !e_.read_only()) err.corrected = e_.device().write(err.physical, good, err.length).ok();
+  count(err, good != nullptr);
+  // Counted in the persistent device statistics too, as btrfs does.
+  DevStats& ds = e_.dev_stats();
+  ds.csum_errors++;
+  if (err.corrected) ds.corrected++;
+  else if (!good) ds.uncorrectable++;
+  e_.note_stats_changed();
+  note(std::move(err));
 }
 
 Status Scrubber::confirm_data(const Unit& u, uint64_t sector_off) {
@@ -354,20 +373,7 @@ Status Scrubber::confirm_data(const Unit& u, uint64_t sector_off) {
     err.physical = u.phys[c] + sector_off;
     err.detail = why[c];
     if (files.ok()) err.files = files.value();
-    if (have_good && opts_.repair && !e_.read_only())
-      err.corrected = e_.device().write(err.physical, good.data(), kSectorSize).ok();
-    DevStats& ds = e_.dev_stats();
-    ds.csum_errors++;
-    {
-      std::lock_guard lk(mu_);
-      progress_.data_errors++;
-      if (err.corrected) progress_.data_corrected++;
-      else if (!have_good) progress_.data_uncorrectable++;
-    }
-    if (err.corrected) ds.corrected++;
-    else if (!have_good) ds.uncorrectable++;
-    e_.note_stats_changed();
-    note(std::move(err));
+    settle(std::move(err), have_good ? good.data() : nullptr);
   }
   return Status::Ok();
 }
@@ -404,20 +410,7 @@ Status Scrubber::confirm_node(const Unit& u) {
     err.copy = int(c);
     err.physical = u.phys[c];
     err.detail = "tree " + std::to_string(ex.owner) + " level " + std::to_string(u.level) + ": " + why;
-    if (have_good && opts_.repair && !e_.read_only())
-      err.corrected = e_.device().write(err.physical, good.data(), ns).ok();
-    DevStats& ds = e_.dev_stats();
-    ds.csum_errors++;
-    {
-      std::lock_guard lk(mu_);
-      progress_.meta_errors++;
-      if (err.corrected) progress_.meta_corrected++;
-      else if (!have_good) progress_.meta_uncorrectable++;
-    }
-    if (err.corrected) ds.corrected++;
-    else if (!have_good) ds.uncorrectable++;
-    e_.note_stats_changed();
-    note(std::move(err));
+    settle(std::move(err), have_good ? good.data() : nullptr);
   }
   return Status::Ok();
 }

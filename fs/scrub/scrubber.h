@@ -92,6 +92,10 @@ class Scrubber {
   Status confirm_node(const Unit& u);
   void drain_node_store_log();
   void note(ScrubError err);
+  // A confirmed bad copy: repair it from `good` (null: no good copy) when
+  // allowed, count it, keep it for the report.
+  void settle(ScrubError err, const uint8_t* good);
+  void count(const ScrubError& err, bool have_good);
   void throttle(uint64_t bytes_this_run, double elapsed_s);
 
   Engine& e_;
