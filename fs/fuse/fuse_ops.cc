@@ -79,7 +79,11 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
   if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
-  conn->want &= ~unsigned(FUSE_CAP_WRITEBACK_CACHE);
+  // The kernel's writeback cache is off unless asked for: measured, it did
+  // not help (docs/performance.md), and without it every write reaches the
+  // daemon, which keeps size and times authoritative.
+  if (c->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  else conn->want &= ~unsigned(FUSE_CAP_WRITEBACK_CACHE);
   conn->max_write = unsigned(c->max_write);
   conn->max_readahead = 1 << 20;
   // Sequential reads arrive as the kernel's asynchronous readahead: let more

@@ -21,6 +21,7 @@ struct FuseContext {
   // sequential reads through FUSE to a fraction of the device's speed.
   std::string bdi;
   unsigned readahead_kb = 4096;
+  bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
 };
 
 // Raise the mount's readahead once the kernel has finished INIT (which

@@ -40,6 +40,7 @@ struct Options {
   bool default_permissions = true;
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
+  bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   unsigned queue_depth = 64;
   unsigned readahead_kb = 4096;
   bool user_fsname = false, user_subtype = false;
@@ -91,6 +92,7 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       return 0;
     }
     if (a == "dropbehind") { o->dropbehind = true; return 0; }
+    if (a == "writeback_cache") { o->writeback_cache = true; return 0; }
     if (a.rfind("readahead=", 0) == 0) {
       auto v = parse_size(a.substr(10));
       if (!v || *v > (256u << 20)) { o->error = "readahead= wants a size up to 256M"; return -1; }
@@ -147,6 +149,7 @@ void usage(const char* prog) {
             << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
+            << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
             << "    -o readahead=SIZE      kernel readahead for the mount (default 4M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
@@ -283,6 +286,7 @@ int main(int argc, char** argv) {
   }
   fctx.bdi = find_bdi(cmd.mountpoint);
   fctx.readahead_kb = o.readahead_kb;
+  fctx.writeback_cache = o.writeback_cache;
   fuse_daemonize(cmd.foreground);
   // Threads start after daemonizing: fork() keeps only the calling thread.
   auto fs = Filesystem::mount(device, mo);
