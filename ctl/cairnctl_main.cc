@@ -201,6 +201,8 @@ int scrub_offline(const std::string& image, double limit_mib, bool read_only, bo
   EngineOptions eo;
   eo.read_only = read_only;
   auto eng = Engine::open(device, eo);
+  if (!eng.ok() && !Engine::read_superblock(*device).ok())
+    return fail(image + ": " + eng.status().message());  // not a Cairn image at all: nothing to scrub
   if (!eng.ok()) {
     // The trees cannot even be opened: report every damaged node fsck finds.
     std::cerr << "cairnctl: " << image << ": " << eng.status().message() << "\n";
