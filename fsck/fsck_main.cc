@@ -157,11 +157,11 @@ int main(int argc, char** argv) {
     app.exit(e);
     return kUsage;
   }
-  a.repair = (a.repair || yes) && !no_write;
   if ((a.repair || yes) && no_write) {
     std::cerr << "fsck.cairn: --repair and --no-write contradict each other\n";
     return kUsage;
   }
+  a.repair = a.repair || yes;
   const bool tty = !a.json && isatty(STDERR_FILENO);
   auto rep = check_structures(a.image, tty);
   if (!rep.ok()) {

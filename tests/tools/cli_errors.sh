@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bad input to mkfs.cairn and fsck.cairn: clear messages, right exit codes,
-# and nothing overwritten without -f.
+# Bad input to mkfs.cairn, fsck.cairn and cairnctl: clear messages, right
+# exit codes, and nothing overwritten without -f.
 set -u
 bin=$1
 dir=$(mktemp -d)
@@ -32,5 +32,18 @@ expect 8 "No such file" "$bin/fsck.cairn" "$dir/missing.img"
 truncate -s 100M "$dir/zero.img"
 expect 4 "no valid superblock" "$bin/fsck.cairn" "$dir/zero.img"
 expect 0 "clean" "$bin/fsck.cairn" "$dir/a.img"
+expect 16 "contradict" "$bin/fsck.cairn" --repair -n "$dir/a.img"
+expect 0 "clean" "$bin/fsck.cairn" --check-data "$dir/a.img"
+# cairnctl: offline scrub and its errors.
+expect 0 "scrub finished" "$bin/cairnctl" scrub "$dir/a.img"
+expect 0 '"state": "finished"' "$bin/cairnctl" scrub --readonly --json "$dir/a.img"
+expect 1 "not a Cairn filesystem" "$bin/cairnctl" scrub "$dir/zero.img"
+expect 1 "No such file" "$bin/cairnctl" scrub "$dir/missing.img"
+expect 2 "is a directory" "$bin/cairnctl" scrub "$dir"
+expect 2 "give IMAGE" "$bin/cairnctl" scrub
+expect 2 "required" "$bin/cairnctl" scrub start
+expect 1 "not on a mounted Cairn" "$bin/cairnctl" scrub status "$dir"
+expect 1 "not on a mounted Cairn" "$bin/cairnctl" verify "$dir/a.img"
+expect 2 "" "$bin/cairnctl" scrub --limit -5 "$dir/a.img"
 echo "cli errors: $fails failure(s)"
 exit $((fails > 0))
