@@ -44,27 +44,28 @@ Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vec
   return c.status();
 }
 
-Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len, bool dropbehind) {
-  // Dropbehind files are read with O_DIRECT (io_uring): the host's cache
-  // never holds their pages (fadvise(DONTNEED) after a buffered read was
-  // measured to leave most of them: the pages just read are still on the
-  // per-CPU LRU lists and cannot be invalidated yet).
-  if (dropbehind && io_ && io_->direct()) return io_->read_sync(phys, buf, len);
-  // Other reads go through the image's buffered descriptor: the host's
-  // readahead turns FUSE's requests into large sequential device reads
-  // (measured: O_DIRECT reads ran at 0.13 of the raw file's speed).
+Status FileData::device_read(uint64_t phys, uint8_t* buf, uint64_t len) {
+  // Data is read with O_DIRECT through io_uring (buffers and addresses are
+  // 4 KiB aligned): the kernel's FUSE page cache already holds what readers
+  // read, so the host's cache would hold the same bytes twice, and a
+  // dropbehind file must leave no trace there at all. Measured: buffered
+  // reads of the image paid a copy out of the host's cache that took 50-73 %
+  // of the daemon's CPU, and ran at 0.8-1.1 GB/s on the first read after a
+  // write against 1.2-1.3 GB/s for O_DIRECT (docs/performance.md). Images on
+  // filesystems without O_DIRECT fall back to buffered reads.
+  if (io_ && io_->direct()) return io_->read_sync(phys, buf, len);
   return e_.device().read(phys, buf, len);
 }
 
 Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
-                               const uint8_t* csums, const std::vector<bool>& present, bool dropbehind) {
+                               const uint8_t* csums, const std::vector<bool>& present) {
   const size_t cs = e_.csum_size();
   std::vector<uint64_t> copies;
   {
     std::lock_guard lk(e_.mutex());
     ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
   }
-  Status st = device_read(copies[0], out, len, dropbehind);
+  Status st = device_read(copies[0], out, len);
   // Counters persist in the image (DEV_STATS) as btrfs device stats do.
   auto count = [&](uint64_t DevStats::*field) {
     std::lock_guard lk(e_.mutex());
@@ -86,7 +87,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     // Another copy (DUP) may hold the good bytes.
     bool repaired = false;
     for (size_t k = 1; k < copies.size() && !repaired; k++) {
-      if (!device_read(copies[k] + s, alt.data(), kBlock, dropbehind).ok()) continue;
+      if (!device_read(copies[k] + s, alt.data(), kBlock).ok()) continue;
       if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
       std::memcpy(out + s, alt.data(), kBlock);
       repaired = true;
@@ -109,7 +110,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
   return Status::Ok();
 }
 
-Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out, bool dropbehind) {
+Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
   std::vector<Piece> pieces;
   std::vector<std::pair<uint64_t, PagePtr>> cached;  // pages newer than the disk
   uint64_t size;
@@ -146,7 +147,7 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out, bo
       all_cached = std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == b / kBlock; });
     if (all_cached) continue;
     buf.resize(p.len);
-    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present, dropbehind));
+    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present));
     const uint64_t s = std::max<uint64_t>(p.file_off, off), e = std::min<uint64_t>(p.file_off + p.len, off + len);
     if (s < e) std::memcpy(out + (s - off), buf.data() + (s - p.file_off), e - s);
   }

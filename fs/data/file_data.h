@@ -34,8 +34,7 @@ class FileData {
  public:
   explicit FileData(Engine& e) : e_(e) {}
 
-  // dropbehind: the image's pages read leave the host's cache afterwards.
-  Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out, bool dropbehind = false);
+  Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out);
   Status truncate(Inode& in, uint64_t new_size);
   // fallocate modes: reserve space (prealloc extents), punch, zero.
   Status preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size);
@@ -78,12 +77,12 @@ class FileData {
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
   Status write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data);
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
-                       const uint8_t* csums, const std::vector<bool>& present, bool dropbehind);
+                       const uint8_t* csums, const std::vector<bool>& present);
 
   // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
   Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);
 
-  Status device_read(uint64_t phys, uint8_t* buf, uint64_t len, bool dropbehind);
+  Status device_read(uint64_t phys, uint8_t* buf, uint64_t len);
 
   Engine& e_;
   IoEngine* io_ = nullptr;

@@ -43,16 +43,15 @@ void Filesystem::release(uint64_t ino) {
   discard_deleted();
 }
 
-Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out, bool dropbehind) {
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
-    dropbehind = dropbehind || dropbehind_all_ || (in->item.flags & kInodeFlagDropbehind);
   }
   if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
   std::shared_lock io(in->io_lock);
-  return data_->read(*in, off, len, out, dropbehind);
+  return data_->read(*in, off, len, out);
 }
 
 bool Filesystem::wants_dropbehind(uint64_t ino) {

@@ -111,9 +111,9 @@ class Filesystem {
   // ---- Files ----
   Status open(uint64_t ino, bool truncate);
   void release(uint64_t ino);
-  // dropbehind (a dropbehind handle): leave no trace in any cache; a
-  // dropbehind file or mount leaves none either way.
-  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out, bool dropbehind = false);
+  // Data is read O_DIRECT from the image: reads leave no trace in the
+  // host's cache, dropbehind or not (FileData::device_read).
+  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
   Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind = false);
   // Does this file want dropbehind (its flag, or the mount option)?
   bool wants_dropbehind(uint64_t ino);
