@@ -24,17 +24,6 @@ IMG_SIZE=$(( SIZE_MB * 3 + 4096 ))M
 command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio >/dev/null
 command -v fuse2fs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q fuse2fs >/dev/null
 
-mkdir -p "$DIR"
-MNT=$DIR/mnt
-mkdir -p "$MNT"
-LOOP=
-
-cleanup() {
-  mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || true; }
-  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
-  rm -f "$DIR"/*.img
-}
-trap cleanup EXIT
 
 
 # setup SYSTEM [cairn mkfs args] [cairn mount options]: leaves a filesystem at $TARGET

@@ -7,6 +7,19 @@ RUNS=${RUNS:-3}
 DIR=${BENCH_DIR:-/var/tmp/cairn-bench}
 [ -x "$BUILD/cairn" ] || bash "$ROOT/scripts/build" >/dev/null
 
+# Every script mounts at $MNT and keeps its images in $DIR; LOOP is the loop
+# device of a kernel btrfs image, when one is attached. On exit, whatever
+# happened, nothing stays mounted, attached or on disk.
+MNT=$DIR/mnt
+LOOP=
+mkdir -p "$MNT"
+bench_cleanup() {
+  mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || true; }
+  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
+  rm -f "$DIR"/*.img
+}
+trap bench_cleanup EXIT
+
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 # median of the numbers on stdin, one per line

@@ -16,11 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 SIZE_MB=${SIZE_MB:-4096}
-MNT=$DIR/mnt
 IMG=$DIR/cairn.img
-mkdir -p "$MNT"
-cleanup() { mountpoint -q "$MNT" && fusermount3 -u "$MNT" 2>/dev/null; rm -f "$IMG"; }
-trap cleanup EXIT
 
 one_run() {  # mode: cached | dropbehind
   local mode=$1 opts=""

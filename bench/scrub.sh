@@ -13,15 +13,6 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 SIZE_MB=${SIZE_MB:-2048}
 IMG_MB=$(( SIZE_MB + SIZE_MB / 2 + 512 ))
-MNT=$DIR/mnt
-mkdir -p "$MNT"
-LOOP=
-cleanup() {
-  mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || true; }
-  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
-  rm -f "$DIR/cairn.img" "$DIR/btrfs.img"
-}
-trap cleanup EXIT
 have_btrfs() { command -v btrfs >/dev/null && { grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null; }; }
 command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q fio >/dev/null
 command -v btrfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q btrfs-progs >/dev/null 2>&1 || true

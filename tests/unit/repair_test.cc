@@ -19,23 +19,12 @@ using cairn::test::TempImage;
 
 namespace {
 
+// The error codes (warnings aside) the checker reports.
 std::set<std::string> codes(const std::string& path) {
-  auto dev = FileDevice::open(path, {true, false});
-  REQUIRE(dev.ok());
-  auto rep = check_filesystem(*dev.value());
-  REQUIRE(rep.ok());
   std::set<std::string> out;
-  for (auto& p : rep->problems)
+  for (auto& p : cairn::test::check_report(path).problems)
     if (!p.warning) out.insert(p.code);
   return out;
-}
-
-CheckReport report(const std::string& path) {
-  auto dev = FileDevice::open(path, {true, false});
-  REQUIRE(dev.ok());
-  auto rep = check_filesystem(*dev.value());
-  REQUIRE(rep.ok());
-  return std::move(rep).value();
 }
 
 }  // namespace
@@ -123,22 +112,13 @@ TEST_CASE("fsck repair fixes link counts, data references, leaks, orphans and th
         auto e = cairn::test::open_engine(img.open_device());
         std::lock_guard lk(e->mutex());
         std::vector<std::string> changes;
-        REQUIRE(repair_structures(*e, report(img.path), &changes).ok());
+        REQUIRE(repair_structures(*e, cairn::test::check_report(img.path), &changes).ok());
         REQUIRE(e->commit().ok());
         CHECK(!changes.empty());
       }
-      CheckReport after = report(img.path);
-      for (auto& p : after.problems) UNSCOPED_INFO(p.code << ": " << p.message);
-      CHECK(after.clean());
+      cairn::test::check_clean(img.path);
       auto fs = img.mount();
-      for (auto& [name, data] : model) {
-        auto ent = fs->lookup(kFirstInode, name);
-        REQUIRE(ent.ok());
-        std::vector<char> got(data.size());
-        auto n = fs->read(ent->ino, 0, got.size(), got.data());
-        REQUIRE(n.ok());
-        CHECK(got == data);
-      }
+      cairn::test::check_files(*fs, model);
       REQUIRE(fs->unmount().ok());
     }
   }

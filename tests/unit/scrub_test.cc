@@ -119,14 +119,7 @@ TEST_CASE("Scrub finds exactly the injected damage and repairs it from DUP copie
         Scrubbed again = scrub(img);
         CHECK(again.progress.data_errors == 0);
         auto fs = img.mount();
-        for (auto& [name, want] : model) {
-          auto ent = fs->lookup(kFirstInode, name);
-          REQUIRE(ent.ok());
-          std::vector<char> got(want.size());
-          auto n = fs->read(ent->ino, 0, got.size(), got.data());
-          REQUIRE(n.ok());
-          CHECK(got == want);
-        }
+        cairn::test::check_files(*fs, model);
         REQUIRE(fs->unmount().ok());
       } else {
         CHECK(r.progress.data_uncorrectable == injected.size());

@@ -57,13 +57,29 @@ std::unique_ptr<Filesystem> TempImage::mount(MountOptions o) {
   return std::move(fs).value();
 }
 
-void check_clean(const std::string& path) {
+CheckReport check_report(const std::string& path) {
   auto dev = FileDevice::open(path, {true, false});
   REQUIRE(dev.ok());
   auto rep = check_filesystem(*dev.value());
   REQUIRE(rep.ok());
-  for (auto& p : rep->problems) UNSCOPED_INFO(p.message);
-  CHECK(rep->clean());
+  return std::move(rep).value();
+}
+
+void check_clean(const std::string& path) {
+  CheckReport rep = check_report(path);
+  for (auto& p : rep.problems) UNSCOPED_INFO(p.code << ": " << p.message);
+  CHECK(rep.clean());
+}
+
+void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>& model) {
+  for (auto& [name, want] : model) {
+    auto ent = fs.lookup(kFirstInode, name);
+    REQUIRE(ent.ok());
+    std::vector<char> got(want.size());
+    auto n = fs.read(ent->ino, 0, got.size(), got.data());
+    REQUIRE(n.ok());
+    CHECK(got == want);
+  }
 }
 
 std::vector<char> pattern(size_t n, uint32_t seed) {

@@ -1,10 +1,12 @@
 #pragma once
 // Shared helpers for engine unit tests: fresh in-memory filesystems and
 // opening an image after the fact.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "check/checker.h"
 #include "dev/block_device.h"
 #include "tree/engine.h"
 #include "vfs/filesystem.h"
@@ -29,8 +31,13 @@ struct TempImage {
   std::shared_ptr<BlockDevice> open_device(bool read_only = false);
 };
 
-// The checker's verdict on an unmounted image file must be clean.
+// The checker's report on an unmounted image file.
+CheckReport check_report(const std::string& path);
+// ... which must be clean.
 void check_clean(const std::string& path);
+// Every file of the model (name in the root directory -> contents) reads
+// back exactly.
+void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>& model);
 
 // n pseudo-random bytes from a seed.
 std::vector<char> pattern(size_t n, uint32_t seed);
