@@ -110,7 +110,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
   return Status::Ok();
 }
 
-Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
+Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedBuffer& span) {
   std::vector<Piece> pieces;
   std::vector<std::pair<uint64_t, PagePtr>> cached;  // pages newer than the disk
   uint64_t size;
@@ -127,36 +127,49 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
       cached.push_back({it->first, it->second.page});
     RETURN_IF_ERROR(map_locked(in.ino, down(off), up(off + len), &pieces));
   }
-  std::memset(out, 0, len);
-  // Reused per thread (reads are served by FUSE's threads): no allocation
-  // and no page faults per request.
-  thread_local AlignedBuffer buf;
+  // Whole blocks land at their place in the span: from the disk straight
+  // into the buffer the caller sends from, with no copy and no clearing
+  // beyond the holes.
+  const uint64_t base = down(off), span_end = up(off + len);
+  span.resize(span_end - base);
+  uint8_t* const at = span.data();
+  auto is_cached = [&](uint64_t block) {
+    return std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == block; });
+  };
+  uint64_t filled = base;  // [base, filled) is placed
   for (const Piece& p : pieces) {
-    if (!p.disk) continue;
-    // Whole blocks: a checksum covers a block, so verify before copying any of it.
-    std::vector<uint8_t> sums;
-    std::vector<bool> present;
-    const uint64_t nblocks = p.len / kBlock;
-    {
-      std::lock_guard lk(e_.mutex());
-      RETURN_IF_ERROR(e_.lookup_csums(p.disk, nblocks, &sums, &present));
+    if (p.file_off > filled) std::memset(at + (filled - base), 0, p.file_off - filled);
+    filled = p.file_off + p.len;
+    if (!p.disk) {
+      std::memset(at + (p.file_off - base), 0, p.len);
+      continue;
     }
     // Blocks the cache overrides need no disk read (and no verification).
     bool all_cached = true;
-    for (uint64_t b = p.file_off; b < p.file_off + p.len && all_cached; b += kBlock)
-      all_cached = std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == b / kBlock; });
+    for (uint64_t b = p.file_off; b < p.file_off + p.len && all_cached; b += kBlock) all_cached = is_cached(b / kBlock);
     if (all_cached) continue;
-    buf.resize(p.len);
-    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, buf.data(), sums.data(), present));
-    const uint64_t s = std::max<uint64_t>(p.file_off, off), e = std::min<uint64_t>(p.file_off + p.len, off + len);
-    if (s < e) std::memcpy(out + (s - off), buf.data() + (s - p.file_off), e - s);
+    // Whole blocks: a checksum covers a block, so every block is verified
+    // before any byte of it is returned.
+    std::vector<uint8_t> sums;
+    std::vector<bool> present;
+    {
+      std::lock_guard lk(e_.mutex());
+      RETURN_IF_ERROR(e_.lookup_csums(p.disk, p.len / kBlock, &sums, &present));
+    }
+    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, at + (p.file_off - base), sums.data(), present));
   }
-  for (auto& [idx, page] : cached) {
-    const uint64_t ps = idx * kBlock, s = std::max(ps, off), e = std::min(ps + kBlock, off + len);
-    if (s < e) std::memcpy(out + (s - off), page->bytes + (s - ps), e - s);
-  }
+  if (span_end > filled) std::memset(at + (filled - base), 0, span_end - filled);
+  for (auto& [idx, page] : cached) std::memcpy(at + (idx * kBlock - base), page->bytes, kBlock);
   stats_.bytes_read += len;
   return len;
+}
+
+Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
+  // Reused per thread: no allocation and no page faults per call.
+  thread_local AlignedBuffer span;
+  ASSIGN_OR_RETURN(size_t n, read_span(in, off, len, span));
+  std::memcpy(out, span.data() + off % kBlock, n);
+  return n;
 }
 
 Status FileData::drop_extents_locked(Inode& in, uint64_t start, uint64_t end) {

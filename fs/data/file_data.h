@@ -21,6 +21,7 @@
 
 #include "io/io_engine.h"
 #include "tree/engine.h"
+#include "util/aligned_buffer.h"
 #include "vfs/inode.h"
 
 namespace cairn {
@@ -34,6 +35,11 @@ class FileData {
  public:
   explicit FileData(Engine& e) : e_(e) {}
 
+  // The bytes of [off, off + len), clipped at the end of the file, read as
+  // whole blocks into `span` (grown as needed): they start at
+  // span.data() + off % 4096. For callers that can send from there.
+  Result<size_t> read_span(Inode& in, uint64_t off, size_t len, AlignedBuffer& span);
+  // The same bytes copied to `out`.
   Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out);
   Status truncate(Inode& in, uint64_t new_size);
   // fallocate modes: reserve space (prealloc extents), punch, zero.

@@ -20,7 +20,7 @@ struct FuseContext {
   // the readahead to give it (KiB): the kernel's 128 KiB default cuts
   // sequential reads through FUSE to a fraction of the device's speed.
   std::string bdi;
-  unsigned readahead_kb = 4096;
+  unsigned readahead_kb = 16384;
   bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
 };
 

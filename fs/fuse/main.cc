@@ -42,11 +42,16 @@ struct Options {
   bool dropbehind = false;
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   unsigned queue_depth = 64;
-  unsigned readahead_kb = 4096;
+  unsigned readahead_kb = 16384;
+  bool user_threads = false, user_idle_threads = false;
   bool user_fsname = false, user_subtype = false;
   bool help = false, version = false;
   std::string error;
 };
+
+// FUSE worker threads unless -o max_threads / max_idle_threads say otherwise.
+constexpr unsigned kDefaultThreads = 32;
+constexpr unsigned kDefaultIdleThreads = 8;
 
 // Options that belong to mount(8) or fstab and mean nothing to FUSE.
 bool ignorable_mount_option(const std::string& o) {
@@ -112,6 +117,8 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
     }
     if (a == "default_permissions") { o->default_permissions = true; return 0; }
     if (a == "nodefault_permissions") { o->default_permissions = false; return 0; }
+    if (a.rfind("max_threads=", 0) == 0) o->user_threads = true;
+    if (a.rfind("max_idle_threads=", 0) == 0) o->user_idle_threads = true;
     if (a.rfind("fsname=", 0) == 0) o->user_fsname = true;
     if (a.rfind("subtype=", 0) == 0) o->user_subtype = true;
     if (ignorable_mount_option(a)) return 0;
@@ -150,7 +157,7 @@ void usage(const char* prog) {
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
-            << "    -o readahead=SIZE      kernel readahead for the mount (default 4M)\n"
+            << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
             << "    -f                     stay in the foreground\n"
@@ -309,8 +316,12 @@ int main(int argc, char** argv) {
   } else {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, cmd.clone_fd);
-    fuse_loop_cfg_set_max_threads(cfg, cmd.max_threads ? cmd.max_threads : 16);
-    fuse_loop_cfg_set_idle_threads(cfg, cmd.max_idle_threads);
+    // A sequential read keeps readahead/1 MiB requests in flight, each
+    // holding a thread while its block I/O runs: libfuse's default of ten
+    // threads would cap the 16 MiB default window at ten. Threads beyond
+    // eight idle ones exit again, and with them their read buffers.
+    fuse_loop_cfg_set_max_threads(cfg, o.user_threads ? cmd.max_threads : kDefaultThreads);
+    fuse_loop_cfg_set_idle_threads(cfg, o.user_idle_threads ? cmd.max_idle_threads : kDefaultIdleThreads);
     rc = fuse_session_loop_mt(se, cfg);
     fuse_loop_cfg_destroy(cfg);
   }

@@ -43,15 +43,26 @@ void Filesystem::release(uint64_t ino) {
   discard_deleted();
 }
 
-Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out) {
+Result<std::shared_ptr<Inode>> Filesystem::file_for_read(uint64_t ino) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
   }
   if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
+  return in;
+}
+
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out) {
+  ASSIGN_OR_RETURN(auto in, file_for_read(ino));
   std::shared_lock io(in->io_lock);
   return data_->read(*in, off, len, out);
+}
+
+Result<size_t> Filesystem::read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span) {
+  ASSIGN_OR_RETURN(auto in, file_for_read(ino));
+  std::shared_lock io(in->io_lock);
+  return data_->read_span(*in, off, len, span);
 }
 
 bool Filesystem::wants_dropbehind(uint64_t ino) {

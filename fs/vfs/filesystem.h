@@ -114,6 +114,9 @@ class Filesystem {
   // Data is read O_DIRECT from the image: reads leave no trace in the
   // host's cache, dropbehind or not (FileData::device_read).
   Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
+  // The same bytes without a copy: they start at span.data() + off % 4096
+  // (FileData::read_span).
+  Result<size_t> read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span);
   Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind = false);
   // Does this file want dropbehind (its flag, or the mount option)?
   bool wants_dropbehind(uint64_t ino);
@@ -141,7 +144,9 @@ class Filesystem {
 
  private:
   explicit Filesystem(std::unique_ptr<Engine> engine);
-  // All private helpers require the engine mutex held.
+  // The inode to read data from (takes the engine mutex); EISDIR for a directory.
+  Result<std::shared_ptr<Inode>> file_for_read(uint64_t ino);
+  // All other private helpers require the engine mutex held.
   Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
   Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
   void mark_dirty(Inode& in) { in.dirty = true; }
