@@ -225,13 +225,12 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  // One buffer per FUSE thread, reused (a fresh 1 MiB allocation per
-  // request is an mmap and 256 page faults); the data is read into it and
-  // sent from it, with no copy in between.
-  thread_local AlignedBuffer span;
-  auto r = fsys(req).read_span(in_ino(ino), uint64_t(off), size, span);
+  // The data is read into a pooled buffer and sent from it, with no copy in
+  // between.
+  auto span = ctx(req).read_buffers.lend();
+  auto r = fsys(req).read_span(in_ino(ino), uint64_t(off), size, *span);
   if (!r.ok()) return reply_err(req, r.status());
-  fuse_reply_buf(req, reinterpret_cast<const char*>(span.data()) + uint64_t(off) % 4096, r.value());
+  fuse_reply_buf(req, reinterpret_cast<const char*>(span->data()) + uint64_t(off) % 4096, r.value());
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {

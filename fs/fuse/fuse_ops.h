@@ -6,6 +6,7 @@
 #include <fuse3/fuse_lowlevel.h>
 
 #include "scrub/scrub_service.h"
+#include "util/buffer_pool.h"
 #include "vfs/filesystem.h"
 
 namespace cairn {
@@ -22,6 +23,9 @@ struct FuseContext {
   std::string bdi;
   unsigned readahead_kb = 16384;
   bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
+  // Read replies are read into and sent from these (about one per 1 MiB
+  // request a sequential read keeps in flight).
+  BufferPool read_buffers{16};
 };
 
 // Raise the mount's readahead once the kernel has finished INIT (which
