@@ -122,8 +122,12 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
         if (f != fill.end()) {
           cp.page = f->second;
         } else {
+          // A new page: zeros where this write does not reach (a page
+          // past the end of the file, or over a hole).
           cp.page = new_page();
-          std::memset(cp.page->bytes, 0, kPageSize);
+          const uint64_t ps = idx * kPageSize, s = std::max(ps, off) - ps, e = std::min(ps + kPageSize, off + len) - ps;
+          std::memset(cp.page->bytes, 0, s);
+          std::memset(cp.page->bytes + e, 0, kPageSize - e);
         }
         cached_bytes_ += kPageSize;
       } else if (cp.writeback) {
