@@ -206,6 +206,41 @@ TEST_CASE("csum=sync and csum=async give identical extents and checksums", "[wri
   CHECK(results[0] == results[1]);
 }
 
+TEST_CASE("csum=auto checksums awaited extents on the pool and background writeback in the flushing thread",
+          "[writepath]") {
+  TempImage img;
+  auto fs = img.mount();  // csum=auto
+  Caller c;
+  auto e = fs->mknod(kFirstInode, "f", S_IFREG | 0644, 0, c);
+  REQUIRE(e.ok());
+  auto in = fs->inode_ref(e->ino);
+  REQUIRE(in.ok());
+  const auto data = pattern(8u << 20, 7);
+  auto& st = fs->writeback().stats();
+
+  // Background writeback (nobody waits): checksums before the write.
+  REQUIRE(fs->write(e->ino, 0, data.data(), data.size()).ok());
+  REQUIRE(fs->writeback().flush_inode(in.value(), false).ok());
+  fs->writeback().workers().drain();
+  REQUIRE(fs->writeback().flush_inode(in.value(), true).ok());  // (nothing left to write)
+  CHECK(st.sync_csums.load() >= 2);
+  CHECK(st.async_csums.load() == 0);
+
+  // fsync waits: checksums beside the write (the background tick may
+  // still take a part of it first).
+  REQUIRE(fs->write(e->ino, 8u << 20, data.data(), data.size()).ok());
+  REQUIRE(fs->fsync(e->ino, false).ok());
+  CHECK(st.async_csums.load() >= 1);
+
+  std::vector<char> back(16u << 20);
+  REQUIRE(fs->read(e->ino, 0, back.size(), back.data()).value() == back.size());
+  CHECK(std::equal(data.begin(), data.end(), back.begin()));
+  CHECK(std::equal(data.begin(), data.end(), back.begin() + (8 << 20)));
+  REQUIRE(fs->unmount().ok());
+  fs.reset();
+  check_clean(img.path);
+}
+
 TEST_CASE("A failed data write reaches fsync as EIO and the committed state stays intact", "[writepath][io]") {
   TempImage img;
   Caller c;
