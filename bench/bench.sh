@@ -10,7 +10,9 @@
 # Workloads: sequential write SIZE_MB in 1 MiB blocks + fsync; sequential
 # read of it after dropping caches; random 4 KiB writes in a 512 MiB file
 # for RAND_SECS s + fsync (fio); create, stat and unlink NFILES files in one
-# directory. Then Cairn's csum=sync vs csum=async for crc32c and sha256.
+# directory. Then Cairn's csum=sync vs csum=async for crc32c and sha256 on
+# the sequential write (a stream: bench/csum.sh pairs the modes and adds
+# fsync-bound writes, where checksumming is on the critical path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
