@@ -30,7 +30,7 @@ void expect_reads(Filesystem& fs, uint64_t ino, const std::vector<char>& model, 
   auto r = fs.read(ino, off, len, out.data());
   REQUIRE(r.ok());
   REQUIRE(r.value() == want);
-  CHECK(std::memcmp(out.data(), model.data() + std::min<size_t>(off, model.size()), want) == 0);
+  if (want) CHECK(std::memcmp(out.data(), model.data() + off, want) == 0);
   CHECK(out[want] == '\x5a');  // nothing written past what was returned
 
   AlignedBuffer span;
