@@ -168,7 +168,7 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
   // Reused per thread: no allocation and no page faults per call.
   thread_local AlignedBuffer span;
   ASSIGN_OR_RETURN(size_t n, read_span(in, off, len, span));
-  std::memcpy(out, span.data() + off % kBlock, n);
+  if (n) std::memcpy(out, span.data() + off % kBlock, n);
   return n;
 }
 

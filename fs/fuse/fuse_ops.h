@@ -23,9 +23,9 @@ struct FuseContext {
   std::string bdi;
   unsigned readahead_kb = 16384;
   bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
-  // Read replies are read into and sent from these (about one per 1 MiB
-  // request a sequential read keeps in flight).
-  BufferPool read_buffers{16};
+  // Read replies are read into and sent from these; main() keeps one per
+  // 1 MiB request a sequential read keeps in flight (readahead / 1 MiB).
+  BufferPool read_buffers;
 };
 
 // Raise the mount's readahead once the kernel has finished INIT (which

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -293,6 +294,7 @@ int main(int argc, char** argv) {
   }
   fctx.bdi = find_bdi(cmd.mountpoint);
   fctx.readahead_kb = o.readahead_kb;
+  fctx.read_buffers.set_keep(std::max(1u, o.readahead_kb / 1024));
   fctx.writeback_cache = o.writeback_cache;
   fuse_daemonize(cmd.foreground);
   // Threads start after daemonizing: fork() keeps only the calling thread.
@@ -319,7 +321,7 @@ int main(int argc, char** argv) {
     // A sequential read keeps readahead/1 MiB requests in flight, each
     // holding a thread while its block I/O runs: libfuse's default of ten
     // threads would cap the 16 MiB default window at ten. Threads beyond
-    // eight idle ones exit again, and with them their read buffers.
+    // eight idle ones exit again (read buffers live in a pool, not in them).
     fuse_loop_cfg_set_max_threads(cfg, o.user_threads ? cmd.max_threads : kDefaultThreads);
     fuse_loop_cfg_set_idle_threads(cfg, o.user_idle_threads ? cmd.max_idle_threads : kDefaultIdleThreads);
     rc = fuse_session_loop_mt(se, cfg);

@@ -8,7 +8,7 @@
 // one per thread resident. At most `keep` free buffers stay; more are
 // freed on return.
 //
-// Thread-safety: lend() and returns from any thread.
+// Thread-safety: every method, and leases ending, from any thread.
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -19,7 +19,7 @@ namespace cairn {
 
 class BufferPool {
  public:
-  explicit BufferPool(size_t keep) : keep_(keep) {}
+  explicit BufferPool(size_t keep = 16) : keep_(keep) {}
 
   // A buffer on loan; it goes back to the pool when the lease ends.
   class Lease {
@@ -50,9 +50,11 @@ class BufferPool {
     return Lease(this, std::move(b));
   }
 
-  size_t free_count() {
+  // How many free buffers to keep from now on.
+  void set_keep(size_t keep) {
     std::lock_guard lk(mu_);
-    return free_.size();
+    keep_ = keep;
+    if (free_.size() > keep_) free_.resize(keep_);
   }
 
  private:
@@ -61,8 +63,8 @@ class BufferPool {
     if (free_.size() < keep_) free_.push_back(std::move(b));
   }
 
-  const size_t keep_;
   std::mutex mu_;
+  size_t keep_;  // guarded by mu_
   std::vector<std::unique_ptr<AlignedBuffer>> free_;
 };
 
