@@ -65,25 +65,44 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
     std::lock_guard lk(e_.mutex());
     ASSIGN_OR_RETURN(copies, e_.chunk_map().map(disk, len));
   }
-  Status st = device_read(copies[0], out, len);
+  const Status st = device_read(copies[0], out, len);
+  auto good = [&](uint64_t s) {
+    const uint64_t idx = s / kBlock;
+    return !present[idx] || csum_verify(e_.csum_type(), out + s, kBlock, csums + idx * cs);
+  };
+  if (st.ok()) {
+    uint64_t s = 0;
+    while (s < len && good(s)) s += kBlock;
+    if (s == len) return Status::Ok();
+  }
+
+  // Something failed. The extent was mapped before the read and the locks
+  // were dropped for it: if the file's blocks were replaced, committed and
+  // reused meanwhile, these bytes belong to someone else now. That is not
+  // damage, and "repairing" it would overwrite another file. So every
+  // failure is confirmed under the engine mutex (nothing is freed or
+  // allocated while it is held), as scrub does: the block's checksum item
+  // must still be the one the read was verified against (freeing an extent
+  // deletes its checksums). Device I/O under the mutex is accepted on this
+  // path only: it runs when a block fails, not per read.
+  std::lock_guard lk(e_.mutex());
   // Counters persist in the image (DEV_STATS) as btrfs device stats do.
-  auto count = [&](uint64_t DevStats::*field) {
-    std::lock_guard lk(e_.mutex());
+  auto count = [&](std::atomic<uint64_t>& mine, uint64_t DevStats::*field) {
+    mine++;
     e_.dev_stats().*field += 1;
     e_.note_stats_changed();
   };
-  if (!st.ok()) {
-    stats_.read_errors++;
-    count(&DevStats::read_errors);
-  }
+  if (!st.ok()) count(stats_.read_errors, &DevStats::read_errors);
   AlignedBuffer alt(kBlock);
   for (uint64_t s = 0; s < len; s += kBlock) {
     const uint64_t idx = s / kBlock;
-    if (st.ok() && (!present[idx] || csum_verify(e_.csum_type(), out + s, kBlock, csums + idx * cs))) continue;
-    if (st.ok()) {
-      stats_.csum_errors++;
-      count(&DevStats::csum_errors);
-    }
+    if (st.ok() && good(s)) continue;
+    std::vector<uint8_t> now;
+    std::vector<bool> now_present;
+    RETURN_IF_ERROR(e_.lookup_csums(disk + s, 1, &now, &now_present));
+    if (now_present[0] != present[idx] || (present[idx] && std::memcmp(now.data(), csums + idx * cs, cs) != 0))
+      return Status::Error(EAGAIN, "the extent changed during the read");
+    if (st.ok()) count(stats_.csum_errors, &DevStats::csum_errors);
     // Another copy (DUP) may hold the good bytes.
     bool repaired = false;
     for (size_t k = 1; k < copies.size() && !repaired; k++) {
@@ -91,14 +110,11 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
       if (present[idx] && !csum_verify(e_.csum_type(), alt.data(), kBlock, csums + idx * cs)) continue;
       std::memcpy(out + s, alt.data(), kBlock);
       repaired = true;
-      if (!e_.read_only() && e_.device().write(copies[0] + s, alt.data(), kBlock).ok()) {
-        stats_.corrected++;
-        count(&DevStats::corrected);
-      }
+      if (!e_.read_only() && e_.device().write(copies[0] + s, alt.data(), kBlock).ok())
+        count(stats_.corrected, &DevStats::corrected);
     }
     if (repaired) continue;
-    stats_.uncorrectable++;
-    count(&DevStats::uncorrectable);
+    count(stats_.uncorrectable, &DevStats::uncorrectable);
     syslog(LOG_ERR, "cairn: %s: inode %llu offset %llu: %s", e_.device().name().c_str(),
            static_cast<unsigned long long>(ino), static_cast<unsigned long long>(file_off + s),
            st.ok() ? "checksum mismatch" : st.message().c_str());
@@ -111,13 +127,31 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
 }
 
 Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedBuffer& span) {
+  // Map and read again when an extent changed under the read (freed and
+  // reused since it was mapped: read_verified); a few rounds always settle.
+  for (int attempt = 1;; attempt++) {
+    auto r = read_span_once(in, off, len, span);
+    if (r.ok() || r.status().code() != EAGAIN) return r;
+    if (attempt == 5) return Status::IoError("the file's extents kept changing during the read");
+  }
+}
+
+Result<size_t> FileData::read_span_once(Inode& in, uint64_t off, size_t len, AlignedBuffer& span) {
   std::vector<Piece> pieces;
+  struct Sums {
+    std::vector<uint8_t> sums;
+    std::vector<bool> present;
+  };
+  std::vector<Sums> sums;                            // per piece
   std::vector<std::pair<uint64_t, PagePtr>> cached;  // pages newer than the disk
   uint64_t size;
   {
-    // Cache then tree, under both locks: an ordered extent finishing now
-    // either has not switched the tree yet (its pages are still cached) or
-    // has and dropped them; either way the bytes are the newest.
+    // Cache, extents and their checksums in one snapshot, under both
+    // locks: an ordered extent finishing now either has not switched the
+    // tree yet (its pages are still cached) or has and dropped them; either
+    // way the bytes are the newest. The checksums must come from the same
+    // snapshot as the extents: looked up later, an extent freed meanwhile
+    // would have none left, and its blocks would be read unverified.
     std::lock_guard ck(in.cache.mu);
     std::lock_guard lk(e_.mutex());
     size = in.item.size;
@@ -126,7 +160,12 @@ Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedB
     for (auto it = in.cache.pages.lower_bound(off / kBlock); it != in.cache.pages.end() && it->first * kBlock < off + len; ++it)
       cached.push_back({it->first, it->second.page});
     RETURN_IF_ERROR(map_locked(in.ino, down(off), up(off + len), &pieces));
+    sums.resize(pieces.size());
+    for (size_t i = 0; i < pieces.size(); i++)
+      if (pieces[i].disk)
+        RETURN_IF_ERROR(e_.lookup_csums(pieces[i].disk, pieces[i].len / kBlock, &sums[i].sums, &sums[i].present));
   }
+  if (read_hook_) read_hook_();
   // Whole blocks land at their place in the span: from the disk straight
   // into the buffer the caller sends from, with no copy and no clearing
   // beyond the holes.
@@ -137,7 +176,8 @@ Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedB
     return std::any_of(cached.begin(), cached.end(), [&](auto& c) { return c.first == block; });
   };
   uint64_t filled = base;  // [base, filled) is placed
-  for (const Piece& p : pieces) {
+  for (size_t i = 0; i < pieces.size(); i++) {
+    const Piece& p = pieces[i];
     if (p.file_off > filled) std::memset(at + (filled - base), 0, p.file_off - filled);
     filled = p.file_off + p.len;
     if (!p.disk) {
@@ -150,13 +190,8 @@ Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedB
     if (all_cached) continue;
     // Whole blocks: a checksum covers a block, so every block is verified
     // before any byte of it is returned.
-    std::vector<uint8_t> sums;
-    std::vector<bool> present;
-    {
-      std::lock_guard lk(e_.mutex());
-      RETURN_IF_ERROR(e_.lookup_csums(p.disk, p.len / kBlock, &sums, &present));
-    }
-    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, at + (p.file_off - base), sums.data(), present));
+    RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, at + (p.file_off - base), sums[i].sums.data(),
+                                  sums[i].present));
   }
   if (span_end > filled) std::memset(at + (filled - base), 0, span_end - filled);
   for (auto& [idx, page] : cached) std::memcpy(at + (idx * kBlock - base), page->bytes, kBlock);

@@ -58,6 +58,9 @@ class FileData {
   Result<std::pair<uint64_t, uint64_t>> alloc_extent_locked(uint64_t min_len, uint64_t max_len);
   // Data reads go through io_uring when an engine is set.
   void set_io(IoEngine* io) { io_ = io; }
+  // Tests: called by every read between mapping the extents and reading
+  // them (no lock held), to change the file in that window.
+  void set_read_hook_for_tests(std::function<void()> fn) { read_hook_ = std::move(fn); }
 
   // Engine mutex held: drop every extent of a file being deleted.
   Status drop_all_locked(Inode& in);
@@ -82,8 +85,12 @@ class FileData {
   Status insert_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
   Status write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data);
+  // Read [disk, disk + len) into `out` and verify it against `csums`; a
+  // failure is confirmed under the engine mutex and, with DUP, repaired from
+  // the other copy. EAGAIN: the extent was freed since it was mapped (map again).
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
                        const uint8_t* csums, const std::vector<bool>& present);
+  Result<size_t> read_span_once(Inode& in, uint64_t off, size_t len, AlignedBuffer& span);
 
   // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
   Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);
@@ -94,6 +101,7 @@ class FileData {
   IoEngine* io_ = nullptr;
   DataStats stats_;
   std::function<Status()> commit_locked_;
+  std::function<void()> read_hook_;
 };
 
 }  // namespace cairn

@@ -99,3 +99,71 @@ TEST_CASE("Reads at any offset give the model's bytes: holes, cache, disk, end o
     }
   }
 }
+
+namespace {
+// The physical addresses of the copies of the disk extent behind `ino`'s
+// first byte.
+std::vector<uint64_t> physical_copies(Filesystem& fs, uint64_t ino) {
+  Engine& e = fs.engine();
+  std::lock_guard lk(e.mutex());
+  BTree tree = e.tree(kFsTreeId);  // the cursor refers to it
+  Cursor c = tree.cursor();
+  REQUIRE(c.seek(Key{ino, kExtentData, 0}).ok());
+  REQUIRE(c.valid());
+  REQUIRE(c.key().objectid == ino);
+  auto fe = FileExtent::decode(c.data());
+  REQUIRE(fe.ok());
+  auto m = e.chunk_map().map(fe->disk_bytenr + fe->offset, 4096);
+  REQUIRE(m.ok());
+  return m.value();
+}
+}  // namespace
+
+// A read whose extent is freed and reused before it reaches the disk maps
+// again: no EIO, no error counted, and no "repair" of the new owner's bytes
+// with the old ones (DUP: the other copy still holds them).
+TEST_CASE("A read maps again when its extent is reused mid-read", "[read]") {
+  for (bool dup : {false, true}) {
+    DYNAMIC_SECTION((dup ? "DUP" : "single") << " data") {
+      MkfsParams mp;
+      mp.data_profile = dup ? kProfileDup : kProfileSingle;
+      TempImage img(128ULL << 20, mp);
+      auto fs = img.mount();
+      Caller c;
+      auto a = fs->mknod(kFirstInode, "a", S_IFREG | 0644, 0, c);
+      REQUIRE(a.ok());
+      const auto old_a = pattern(1u << 20, 1), new_a = pattern(1u << 20, 2), other = pattern(4096, 3);
+      REQUIRE(fs->write(a->ino, 0, old_a.data(), old_a.size()).ok());
+      REQUIRE(fs->fsync(a->ino, false).ok());
+      const auto copies = physical_copies(*fs, a->ino);
+      // Between mapping a's extent and reading it: a is rewritten (the old
+      // extent is freed at the commit) and the freed block gets a new owner's
+      // bytes, as another file's writeback would write them.
+      int rounds = 0;
+      fs->data().set_read_hook_for_tests([&] {
+        if (rounds++ > 0) return;
+        REQUIRE(fs->write(a->ino, 0, new_a.data(), new_a.size()).ok());
+        REQUIRE(fs->fsync(a->ino, false).ok());
+        REQUIRE(fs->engine().device().write(copies[0], other.data(), other.size()).ok());
+      });
+      std::vector<char> got(1u << 20);
+      auto r = fs->read(a->ino, 0, got.size(), got.data());
+      fs->data().set_read_hook_for_tests(nullptr);
+      REQUIRE(r.ok());
+      INFO("first block is the new owner's: " << std::equal(got.begin(), got.begin() + 4096, other.begin()));
+      CHECK(rounds == 2);  // the first round found its extent gone and mapped again
+      CHECK(std::equal(got.begin(), got.end(), new_a.begin(), new_a.end()));
+      const auto& st = fs->data().stats();
+      CHECK(st.csum_errors.load() == 0);
+      CHECK(st.uncorrectable.load() == 0);
+      CHECK(st.corrected.load() == 0);
+      // The new owner's bytes are still there.
+      std::vector<char> block(4096);
+      REQUIRE(fs->engine().device().read(copies[0], block.data(), block.size()).ok());
+      CHECK(std::equal(block.begin(), block.end(), other.begin(), other.end()));
+      REQUIRE(fs->unmount().ok());
+      fs.reset();
+      check_clean(img.path);
+    }
+  }
+}
