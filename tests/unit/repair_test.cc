@@ -38,15 +38,11 @@ TEST_CASE("fsck repair fixes link counts, data references, leaks, orphans and th
       std::vector<uint64_t> inos;
       {
         auto fs = img.mount();
-        Caller c;
         for (int f = 0; f < 6; f++) {
           const std::string name = "f" + std::to_string(f);
-          auto ent = fs->mknod(kFirstInode, name, S_IFREG | 0644, 0, c);
-          REQUIRE(ent.ok());
           auto data = cairn::test::pattern(1 + rng() % 300000, seed * 10 + f);
-          REQUIRE(fs->write(ent->ino, 0, data.data(), data.size()).ok());
+          inos.push_back(cairn::test::new_file(*fs, name, data));
           model[name] = data;
-          inos.push_back(ent->ino);
         }
         REQUIRE(fs->link(inos[0], kFirstInode, "hard").ok());
         REQUIRE(fs->unmount().ok());

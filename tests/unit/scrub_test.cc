@@ -59,21 +59,18 @@ TEST_CASE("Scrub finds exactly the injected damage and repairs it from DUP copie
       std::map<std::string, std::vector<char>> model;
       {
         auto fs = img.mount();
-        Caller c;
         for (int f = 0; f < 12; f++) {
           const std::string name = "f" + std::to_string(f);
-          auto ent = fs->mknod(kFirstInode, name, S_IFREG | 0644, 0, c);
-          REQUIRE(ent.ok());
           auto data = cairn::test::pattern(4096 + rng() % (3 << 20), seed * 100 + f);
-          REQUIRE(fs->write(ent->ino, 0, data.data(), data.size()).ok());
-          REQUIRE(fs->fsync(ent->ino, false).ok());
+          const uint64_t ino = cairn::test::new_file(*fs, name, data);
+          REQUIRE(fs->fsync(ino, false).ok());
           // Overwrite a piece: partly shared extents, freed ones.
           auto patch = cairn::test::pattern(1 + rng() % 50000, seed * 1000 + f);
           const size_t at = rng() % data.size();
-          REQUIRE(fs->write(ent->ino, at, patch.data(), patch.size()).ok());
+          REQUIRE(fs->write(ino, at, patch.data(), patch.size()).ok());
           if (data.size() < at + patch.size()) data.resize(at + patch.size());
           std::copy(patch.begin(), patch.end(), data.begin() + long(at));
-          REQUIRE(fs->fsync(ent->ino, false).ok());
+          REQUIRE(fs->fsync(ino, false).ok());
           model[name] = std::move(data);
         }
         REQUIRE(fs->unmount().ok());

@@ -82,6 +82,14 @@ void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>&
   }
 }
 
+uint64_t new_file(Filesystem& fs, const std::string& name, const std::vector<char>& data) {
+  Caller c;
+  auto ent = fs.mknod(kFirstInode, name, S_IFREG | 0644, 0, c);
+  REQUIRE(ent.ok());
+  REQUIRE(fs.write(ent->ino, 0, data.data(), data.size()).ok());
+  return ent->ino;
+}
+
 std::vector<char> pattern(size_t n, uint32_t seed) {
   std::vector<char> v(n);
   std::mt19937 rng(seed);

@@ -39,6 +39,9 @@ void check_clean(const std::string& path);
 // back exactly.
 void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>& model);
 
+// A new regular file `name` in the root directory holding `data`; its inode number.
+uint64_t new_file(Filesystem& fs, const std::string& name, const std::vector<char>& data);
+
 // n pseudo-random bytes from a seed.
 std::vector<char> pattern(size_t n, uint32_t seed);
 
