@@ -126,7 +126,7 @@ Status FileData::read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, u
   return Status::Ok();
 }
 
-Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedBuffer& span) {
+Result<size_t> FileData::read_span(FileState& in, uint64_t off, size_t len, AlignedBuffer& span) {
   // Map and read again when an extent changed under the read (freed and
   // reused since it was mapped: read_verified); a few rounds always settle.
   for (int attempt = 1;; attempt++) {
@@ -136,7 +136,7 @@ Result<size_t> FileData::read_span(Inode& in, uint64_t off, size_t len, AlignedB
   }
 }
 
-Result<size_t> FileData::read_span_once(Inode& in, uint64_t off, size_t len, AlignedBuffer& span) {
+Result<size_t> FileData::read_span_once(FileState& in, uint64_t off, size_t len, AlignedBuffer& span) {
   std::vector<Piece> pieces;
   struct Sums {
     std::vector<uint8_t> sums;
@@ -199,7 +199,7 @@ Result<size_t> FileData::read_span_once(Inode& in, uint64_t off, size_t len, Ali
   return len;
 }
 
-Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
+Result<size_t> FileData::read(FileState& in, uint64_t off, size_t len, char* out) {
   // Reused per thread: no allocation and no page faults per call.
   thread_local AlignedBuffer span;
   ASSIGN_OR_RETURN(size_t n, read_span(in, off, len, span));
@@ -207,7 +207,7 @@ Result<size_t> FileData::read(Inode& in, uint64_t off, size_t len, char* out) {
   return n;
 }
 
-Status FileData::drop_extents_locked(Inode& in, uint64_t start, uint64_t end) {
+Status FileData::drop_extents_locked(FileState& in, uint64_t start, uint64_t end) {
   BTree fs = e_.tree(kFsTreeId);
   for (;;) {
     Cursor c = fs.cursor();
@@ -283,7 +283,7 @@ Status FileData::alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_
   }
 }
 
-Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data) {
+Status FileData::write_blocks(FileState& in, uint64_t start, const std::vector<uint8_t>& data) {
   const uint64_t len = data.size();
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
   {
@@ -334,7 +334,7 @@ Status FileData::write_blocks(Inode& in, uint64_t start, const std::vector<uint8
   return st;
 }
 
-Status FileData::truncate(Inode& in, uint64_t new_size) {
+Status FileData::truncate(FileState& in, uint64_t new_size) {
   if (new_size > kMaxFileOffset) return Status::Error(EFBIG, "file too large");
   uint64_t size;
   {
@@ -371,7 +371,7 @@ Status FileData::truncate(Inode& in, uint64_t new_size) {
   return Status::Ok();
 }
 
-Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size) {
+Status FileData::preallocate(FileState& in, uint64_t off, uint64_t len, bool keep_size) {
   if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
   const uint64_t start = down(off), end = up(off + len);
   std::lock_guard lk(e_.mutex());
@@ -416,7 +416,7 @@ Status FileData::preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_si
   return Status::Ok();
 }
 
-Status FileData::punch_hole(Inode& in, uint64_t off, uint64_t len) {
+Status FileData::punch_hole(FileState& in, uint64_t off, uint64_t len) {
   uint64_t size;
   {
     std::lock_guard lk(e_.mutex());
@@ -455,7 +455,7 @@ Status FileData::punch_hole(Inode& in, uint64_t off, uint64_t len) {
   return Status::Ok();
 }
 
-Status FileData::zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_size) {
+Status FileData::zero_range(FileState& in, uint64_t off, uint64_t len, bool keep_size) {
   RETURN_IF_ERROR(punch_hole(in, off, len));
   const uint64_t a = up(off), b = down(off + len);
   if (a < b) RETURN_IF_ERROR(preallocate(in, a, b - a, true));
@@ -467,7 +467,7 @@ Status FileData::zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_siz
   return Status::Ok();
 }
 
-Result<uint64_t> FileData::seek(Inode& in, uint64_t off, int whence) {
+Result<uint64_t> FileData::seek(FileState& in, uint64_t off, int whence) {
   std::lock_guard lk(e_.mutex());
   const uint64_t size = in.item.size;
   if (off >= size) return Status::Error(ENXIO, "offset beyond the end of the file");
@@ -491,7 +491,7 @@ Result<uint64_t> FileData::seek(Inode& in, uint64_t off, int whence) {
   return std::min(pos, size);
 }
 
-Status FileData::insert_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type) {
+Status FileData::insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type) {
   FileExtent fe;
   fe.generation = e_.transid();
   fe.ram_bytes = len;
@@ -513,7 +513,7 @@ Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min
   return e_.alloc_data(min_len, max_len);
 }
 
-Status FileData::record_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums) {
+Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums) {
   RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
   RETURN_IF_ERROR(insert_extent_locked(in, file_off, disk, len, kFileExtentRegular));
   RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
@@ -523,9 +523,9 @@ Status FileData::record_extent_locked(Inode& in, uint64_t file_off, uint64_t dis
   return Status::Ok();
 }
 
-Status FileData::drop_all_locked(Inode& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }
+Status FileData::drop_all_locked(FileState& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }
 
-Status FileData::set_inline_locked(Inode& in, const std::string& data) {
+Status FileData::set_inline_locked(FileState& in, const std::string& data) {
   FileExtent fe;
   fe.generation = e_.transid();
   fe.type = kFileExtentInline;

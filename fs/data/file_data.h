@@ -22,7 +22,7 @@
 #include "io/io_engine.h"
 #include "tree/engine.h"
 #include "util/aligned_buffer.h"
-#include "vfs/inode.h"
+#include "cache/file_state.h"
 
 namespace cairn {
 
@@ -38,21 +38,21 @@ class FileData {
   // The bytes of [off, off + len), clipped at the end of the file, read as
   // whole blocks into `span` (grown as needed): they start at
   // span.data() + off % 4096. For callers that can send from there.
-  Result<size_t> read_span(Inode& in, uint64_t off, size_t len, AlignedBuffer& span);
+  Result<size_t> read_span(FileState& in, uint64_t off, size_t len, AlignedBuffer& span);
   // The same bytes copied to `out`.
-  Result<size_t> read(Inode& in, uint64_t off, size_t len, char* out);
-  Status truncate(Inode& in, uint64_t new_size);
+  Result<size_t> read(FileState& in, uint64_t off, size_t len, char* out);
+  Status truncate(FileState& in, uint64_t new_size);
   // fallocate modes: reserve space (prealloc extents), punch, zero.
-  Status preallocate(Inode& in, uint64_t off, uint64_t len, bool keep_size);
-  Status punch_hole(Inode& in, uint64_t off, uint64_t len);
-  Status zero_range(Inode& in, uint64_t off, uint64_t len, bool keep_size);
+  Status preallocate(FileState& in, uint64_t off, uint64_t len, bool keep_size);
+  Status punch_hole(FileState& in, uint64_t off, uint64_t len);
+  Status zero_range(FileState& in, uint64_t off, uint64_t len, bool keep_size);
   // SEEK_DATA / SEEK_HOLE; ENXIO past the data or the end.
-  Result<uint64_t> seek(Inode& in, uint64_t off, int whence);
+  Result<uint64_t> seek(FileState& in, uint64_t off, int whence);
 
   // Engine mutex held: switch [file_off, file_off + len) of `in` to the new
   // disk extent `disk` whose per-block checksums are `csums` (the finish of
   // an ordered extent).
-  Status record_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
+  Status record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
   // Engine mutex held: a data extent of min..max bytes; commits once to
   // free pinned space before giving up with ENOSPC.
   Result<std::pair<uint64_t, uint64_t>> alloc_extent_locked(uint64_t min_len, uint64_t max_len);
@@ -63,9 +63,9 @@ class FileData {
   void set_read_hook_for_tests(std::function<void()> fn) { read_hook_ = std::move(fn); }
 
   // Engine mutex held: drop every extent of a file being deleted.
-  Status drop_all_locked(Inode& in);
+  Status drop_all_locked(FileState& in);
   // Engine mutex held: symlink targets live in an inline extent at offset 0.
-  Status set_inline_locked(Inode& in, const std::string& data);
+  Status set_inline_locked(FileState& in, const std::string& data);
   Result<std::string> get_inline_locked(uint64_t ino);
 
   DataStats& stats() { return stats_; }
@@ -80,17 +80,17 @@ class FileData {
     uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
   };
   Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
-  Status drop_extents_locked(Inode& in, uint64_t start, uint64_t end);
+  Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
   // A new file extent item over a new disk extent, its extent item, and nbytes.
-  Status insert_extent_locked(Inode& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
+  Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
-  Status write_blocks(Inode& in, uint64_t start, const std::vector<uint8_t>& data);
+  Status write_blocks(FileState& in, uint64_t start, const std::vector<uint8_t>& data);
   // Read [disk, disk + len) into `out` and verify it against `csums`; a
   // failure is confirmed under the engine mutex and, with DUP, repaired from
   // the other copy. EAGAIN: the extent was freed since it was mapped (map again).
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
                        const uint8_t* csums, const std::vector<bool>& present);
-  Result<size_t> read_span_once(Inode& in, uint64_t off, size_t len, AlignedBuffer& span);
+  Result<size_t> read_span_once(FileState& in, uint64_t off, size_t len, AlignedBuffer& span);
 
   // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
   Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);

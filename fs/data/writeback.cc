@@ -14,7 +14,7 @@ namespace cairn {
 // write, one for the checksums); the half that drops it to zero queues it.
 struct Writeback::Ordered : CompletionItem {
   Writeback* wb = nullptr;
-  std::shared_ptr<Inode> inode;
+  std::shared_ptr<FileState> inode;
   uint64_t first = 0;                 // page index
   std::vector<PagePtr> pages;         // frozen pages: the saved description of the range
   bool dropbehind = false;            // some page asked to leave no trace in any cache
@@ -54,12 +54,12 @@ Writeback::~Writeback() {
   workers_.drain();
 }
 
-void Writeback::note_dirty(const std::shared_ptr<Inode>& in) {
+void Writeback::note_dirty(const std::shared_ptr<FileState>& in) {
   std::lock_guard lk(mu_);
   dirty_inodes_.insert(in);
 }
 
-Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len,
+Result<size_t> Writeback::write(const std::shared_ptr<FileState>& in, uint64_t off, const char* buf, size_t len,
                                 bool dropbehind) {
   if (len == 0) return size_t(0);
   std::unique_lock writer(in->cache.write_mu);
@@ -178,7 +178,7 @@ Result<size_t> Writeback::write(const std::shared_ptr<Inode>& in, uint64_t off, 
   return len;
 }
 
-Status Writeback::flush_inode(const std::shared_ptr<Inode>& in, bool wait) {
+Status Writeback::flush_inode(const std::shared_ptr<FileState>& in, bool wait) {
   for (;;) {
     std::vector<Ordered*> batch;
     bool skipped = false;
@@ -224,7 +224,7 @@ Status Writeback::flush_inode(const std::shared_ptr<Inode>& in, bool wait) {
 }
 
 void Writeback::submit(Ordered* oe) {
-  Inode& in = *oe->inode;
+  FileState& in = *oe->inode;
   // Disk space: one contiguous extent; when free space is fragmented the
   // tail becomes an ordered extent of its own.
   std::vector<uint64_t> copies;
@@ -323,7 +323,7 @@ void Writeback::submit(Ordered* oe) {
 }
 
 void Writeback::finish(Ordered* oe) {
-  Inode& in = *oe->inode;
+  FileState& in = *oe->inode;
   const uint64_t bytes = oe->bytes();
   {
     std::lock_guard ck(in.cache.mu);
@@ -366,7 +366,7 @@ void Writeback::finish(Ordered* oe) {
 }
 
 Status Writeback::flush_all(bool wait) {
-  std::vector<std::shared_ptr<Inode>> all;
+  std::vector<std::shared_ptr<FileState>> all;
   {
     std::lock_guard lk(mu_);
     all.assign(dirty_inodes_.begin(), dirty_inodes_.end());
@@ -390,7 +390,7 @@ void Writeback::release_reservation(uint64_t bytes) {
   }
 }
 
-void Writeback::discard(Inode& in) {
+void Writeback::discard(FileState& in) {
   std::lock_guard ck(in.cache.mu);
   in.cache.deleted = true;
   uint64_t dropped = 0;
@@ -407,7 +407,7 @@ void Writeback::discard(Inode& in) {
   release_reservation(dropped * kPageSize);
 }
 
-Status Writeback::take_error(Inode& in) {
+Status Writeback::take_error(FileState& in) {
   std::lock_guard ck(in.cache.mu);
   Status st = in.cache.error;
   in.cache.error = Status::Ok();

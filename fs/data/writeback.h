@@ -29,7 +29,7 @@
 #include "data/file_data.h"
 #include "io/completion_workers.h"
 #include "io/io_engine.h"
-#include "vfs/inode.h"
+#include "cache/file_state.h"
 
 namespace cairn {
 
@@ -59,16 +59,16 @@ class Writeback {
   // Copy into the cache. Caller holds in->io_lock (shared) and not the engine mutex.
   // `dropbehind`: the pages are written back at once and leave every cache
   // once on disk (seed 002: a property of each page, not of an I/O).
-  Result<size_t> write(const std::shared_ptr<Inode>& in, uint64_t off, const char* buf, size_t len,
+  Result<size_t> write(const std::shared_ptr<FileState>& in, uint64_t off, const char* buf, size_t len,
                        bool dropbehind = false);
   // Start writeback of the file's dirty pages; with `wait`, until none is dirty or in flight.
-  Status flush_inode(const std::shared_ptr<Inode>& in, bool wait);
+  Status flush_inode(const std::shared_ptr<FileState>& in, bool wait);
   Status flush_all(bool wait);
   // The inode was deleted: forget its dirty pages and their reservation.
   // Takes the file's cache lock: never call with the engine mutex held.
-  void discard(Inode& in);
+  void discard(FileState& in);
   // Take (and clear) the file's writeback error.
-  Status take_error(Inode& in);
+  Status take_error(FileState& in);
 
   uint64_t dirty_bytes() const { return dirty_bytes_.load(); }
   // Space promised to dirty pages that have no disk extent yet.
@@ -83,7 +83,7 @@ class Writeback {
   void submit(Ordered* oe);
   void finish(Ordered* oe);
   void background();
-  void note_dirty(const std::shared_ptr<Inode>& in);
+  void note_dirty(const std::shared_ptr<FileState>& in);
   void release_reservation(uint64_t bytes);
 
   Engine& e_;
@@ -97,7 +97,7 @@ class Writeback {
 
   std::mutex mu_;  // dirty_inodes_, stop_, the kick
   std::condition_variable kick_, progress_;
-  std::set<std::shared_ptr<Inode>> dirty_inodes_;
+  std::set<std::shared_ptr<FileState>> dirty_inodes_;
   bool stop_ = false, kicked_ = false;
   std::thread thread_;
 };

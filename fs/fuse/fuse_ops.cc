@@ -396,6 +396,10 @@ nlohmann::json stats_json(Filesystem& fs) {
   j["io"] = {{"io_uring_completions", fs.io().completions()}, {"queue_depth", fs.io().queue_depth()},
              {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
+  const InodeTableStats it = fs.inode_table_stats();
+  j["inodes"] = {{"resident", it.resident},       {"unused", it.unused},
+                 {"evicted", it.evicted},         {"errors_kept", it.errors_kept},
+                 {"errors_dropped", it.errors_dropped}};
   return j;
 }
 

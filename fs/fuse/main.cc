@@ -185,11 +185,23 @@ class Committer {
     cv_.notify_all();
     if (t_.joinable()) t_.join();
   }
+  // Commit now instead of at the end of the interval (the inode table asks
+  // when too many inodes wait for a commit to be clean). Never blocks.
+  void kick() {
+    {
+      std::lock_guard lk(mu_);
+      kicked_ = true;
+    }
+    cv_.notify_all();
+  }
 
  private:
   void run() {
     std::unique_lock lk(mu_);
-    while (!cv_.wait_for(lk, std::chrono::seconds(seconds_), [this] { return stop_; })) {
+    for (;;) {
+      cv_.wait_for(lk, std::chrono::seconds(seconds_), [this] { return stop_ || kicked_; });
+      if (stop_) break;
+      kicked_ = false;
       lk.unlock();
       Status st = fs_->sync();
       if (!st.ok()) std::cerr << "cairn: periodic commit failed: " << st.message() << "\n";
@@ -204,7 +216,7 @@ class Committer {
   unsigned seconds_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;
+  bool stop_ = false, kicked_ = false;
   std::thread t_;
 };
 
@@ -280,6 +292,8 @@ int main(int argc, char** argv) {
   mo.writeback.dirty_limit = o.cache_bytes / 2;
   mo.writeback.csum_mode = o.csum;
   mo.dropbehind = o.dropbehind;
+  // About one unused inode per 4 KiB of cache= (65,536 at the default).
+  mo.unused_inode_bound = o.cache_bytes / 4096;
   mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images
   mo.writeback.queue_depth = o.queue_depth;
   mo.io.queue_depth = o.queue_depth;
@@ -308,6 +322,7 @@ int main(int argc, char** argv) {
   Committer committer(fctx.fs, o.commit_seconds);
   std::unique_ptr<ScrubService> scrub;
   if (!o.read_only) {
+    fctx.fs->set_commit_request_hook([&committer] { committer.kick(); });
     committer.start();
     scrub = std::make_unique<ScrubService>(fctx.fs->engine(), fctx.fs->io());
     fctx.scrub = scrub.get();

@@ -37,7 +37,7 @@ void Filesystem::release(uint64_t ino) {
     auto it = inodes_.find(ino);
     if (it == inodes_.end()) return;
     if (it->second->open_count > 0) it->second->open_count--;
-    Status st = maybe_evict(ino);
+    Status st = try_evict(ino);
     if (!st.ok()) engine_->abort(st);
   }
   discard_deleted();

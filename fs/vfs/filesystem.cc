@@ -50,6 +50,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->data_->set_io(fs->io_.get());
   fs->writeback_ = std::make_unique<Writeback>(*fs->engine_, *fs->data_, *fs->io_, opts.writeback);
   fs->dropbehind_all_ = opts.dropbehind;
+  fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
   std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(kFirstInode);
   if (!root.ok()) return root.status().with_context("reading the root directory");
@@ -72,8 +73,25 @@ Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   auto in = std::make_shared<Inode>(ino);
   in->item = item;
   in->disk_size = item.size;
+  if (auto e = kept_errors_.find(ino); e != kept_errors_.end()) {
+    // Not shared yet: no cache lock needed.
+    in->cache.error = e->second;
+    kept_errors_.erase(e);
+  }
   inodes_[ino] = in;
+  // Loaded for a lookup (which takes a reference next) or only for a
+  // moment (a parent's attributes, a rename target): either way the table
+  // must not keep it once nobody uses it.
+  note_unused(ino);
   return in;
+}
+
+void Filesystem::note_unused(uint64_t ino) {
+  unused_.insert(ino);
+  if (unused_.size() > unused_bound_ && !commit_requested_ && request_commit_) {
+    commit_requested_ = true;
+    request_commit_();
+  }
 }
 
 Status Filesystem::write_inode_item(Inode& in) {
@@ -175,25 +193,72 @@ void Filesystem::forget(uint64_t ino, uint64_t nlookup) {
     if (it == inodes_.end()) return;
     Inode& in = *it->second;
     in.nlookup = nlookup > in.nlookup ? 0 : in.nlookup - nlookup;
-    Status st = maybe_evict(ino);
+    Status st = try_evict(ino);
     if (!st.ok()) engine_->abort(st);
   }
   discard_deleted();
 }
 
-// Drop an unused inode from memory; delete it when its last link is gone.
-Status Filesystem::maybe_evict(uint64_t ino) {
+// The one way out of the table. The kernel forgetting an inode says nothing
+// about its state: an inode stays while its item is dirty, while it has
+// pages (dirty or in flight), or while anyone else holds the object
+// (writeback's dirty list, an ordered extent, a request in progress).
+// `use_count() == 1` under the engine mutex proves the last: every other
+// reference was taken from the table under this mutex, and none can be
+// taken while we hold it. So there is never a second object for one inode.
+Status Filesystem::try_evict(uint64_t ino) {
   auto it = inodes_.find(ino);
-  if (it == inodes_.end()) return Status::Ok();
+  if (it == inodes_.end()) {
+    unused_.erase(ino);
+    return Status::Ok();
+  }
   Inode& in = *it->second;
-  if (in.nlookup > 0 || in.open_count > 0 || ino == kFirstInode) return Status::Ok();
+  if (in.nlookup > 0 || in.open_count > 0 || ino == kFirstInode) {
+    unused_.erase(ino);  // referenced again; noted when the count drops
+    return Status::Ok();
+  }
+  unused_.insert(ino);
   if (in.item.nlink == 0) {
+    // Deleted: no name leads here and the items are gone, so no lookup can
+    // load it again; ordered extents still in flight hold the object and
+    // give their space back (FileCache::deleted).
     RETURN_IF_ERROR(delete_inode(in));
-  } else if (in.dirty) {
-    RETURN_IF_ERROR(write_inode_item(in));
+  } else {
+    if (in.dirty) return Status::Ok();                // the next commit writes the item
+    if (it->second.use_count() > 1) return Status::Ok();
+    // Lock order is cache before engine: only try (never wait) here.
+    std::unique_lock ck(in.cache.mu, std::try_to_lock);
+    if (!ck.owns_lock() || !in.cache.pages.empty() || in.cache.inflight_extents > 0) return Status::Ok();
+    if (!in.cache.error.ok()) {
+      if (kept_errors_.size() < kMaxKeptErrors) {
+        kept_errors_[ino] = in.cache.error;
+      } else {
+        errors_dropped_++;
+        std::fprintf(stderr, "cairn: inode %llu: writeback error not kept for a later fsync (%zu kept): %s\n",
+                     (unsigned long long)ino, kept_errors_.size(), in.cache.error.message().c_str());
+      }
+    }
   }
   inodes_.erase(it);
+  unused_.erase(ino);
+  evicted_++;
   return Status::Ok();
+}
+
+void Filesystem::evict_unused() {
+  std::vector<uint64_t> todo(unused_.begin(), unused_.end());
+  for (uint64_t ino : todo) {
+    Status st = try_evict(ino);
+    if (!st.ok()) {
+      engine_->abort(st);
+      return;
+    }
+  }
+}
+
+InodeTableStats Filesystem::inode_table_stats() {
+  std::lock_guard lk(engine_->mutex());
+  return InodeTableStats{inodes_.size(), unused_.size(), evicted_, kept_errors_.size(), errors_dropped_};
 }
 
 Status Filesystem::delete_inode(Inode& in) {
@@ -238,6 +303,7 @@ Status Filesystem::process_orphans() {
       in.value()->orphan = true;
       RETURN_IF_ERROR(delete_inode(*in.value()));
       inodes_.erase(ino);
+      unused_.erase(ino);
     } else {
       RETURN_IF_ERROR(fs.remove(Key{kOrphanObjectId, kOrphanItem, ino}));
       if (in.ok()) in.value()->orphan = false;
@@ -266,10 +332,17 @@ FsStats Filesystem::statfs() {
 }
 
 Status Filesystem::commit_now() {
-  std::lock_guard lk(engine_->mutex());
-  if (engine_->read_only()) return Status::Ok();
-  RETURN_IF_ERROR(flush_dirty_inodes());
-  return engine_->commit();
+  {
+    std::lock_guard lk(engine_->mutex());
+    if (engine_->read_only()) return Status::Ok();
+    RETURN_IF_ERROR(flush_dirty_inodes());
+    RETURN_IF_ERROR(engine_->commit());
+    // Items are in the tree now: unused inodes without pages can go.
+    commit_requested_ = false;
+    evict_unused();
+  }
+  discard_deleted();
+  return Status::Ok();
 }
 
 Status Filesystem::group_commit() {
@@ -320,7 +393,7 @@ Status Filesystem::unmount() {
     if (it == inodes_.end()) continue;
     it->second->nlookup = 0;
     it->second->open_count = 0;
-    Status st = maybe_evict(ino);
+    Status st = try_evict(ino);
     if (!st.ok()) engine_->abort(st);
   }
   RETURN_IF_ERROR(flush_dirty_inodes());

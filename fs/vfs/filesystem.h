@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "data/file_data.h"
@@ -66,6 +67,19 @@ struct MountOptions {
   WritebackOptions writeback;
   IoEngineOptions io;
   bool dropbehind = false;  // every file: written data leaves no trace in any cache
+  // Inodes the kernel no longer references may stay resident until their
+  // state is in the tree; past this many, an early commit is requested
+  // (docs/design.md, "Inode table").
+  size_t unused_inode_bound = 65536;
+};
+
+// The inode table, for `cairnctl stats` and tests.
+struct InodeTableStats {
+  uint64_t resident = 0;       // Inode objects in the table
+  uint64_t unused = 0;         // of those, not referenced by the kernel (kept for unwritten state)
+  uint64_t evicted = 0;        // dropped from the table since mount
+  uint64_t errors_kept = 0;    // writeback errors of evicted inodes, waiting for a later fsync/close
+  uint64_t errors_dropped = 0; // ... beyond kMaxKeptErrors (logged)
 };
 
 struct CommitStats {
@@ -82,6 +96,11 @@ class Filesystem {
   Writeback& writeback() { return *writeback_; }
   IoEngine& io() { return *io_; }
   CommitStats commit_stats();
+  InodeTableStats inode_table_stats();
+  // Called (without locks held, must not block) when the unused inodes pass
+  // their bound: the daemon's committer then runs a commit early, after
+  // which the clean ones are evicted.
+  void set_commit_request_hook(std::function<void()> fn) { request_commit_ = std::move(fn); }
   // A reference to a (possibly newly loaded) inode: for tools and tests.
   Result<std::shared_ptr<Inode>> inode_ref(uint64_t ino) {
     std::lock_guard lk(engine_->mutex());
@@ -150,13 +169,19 @@ class Filesystem {
   Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
   Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
   void mark_dirty(Inode& in) { in.dirty = true; }
+  // A just-loaded or just-released inode: evicted once it is clean.
+  void note_unused(uint64_t ino);
   Status flush_dirty_inodes();
   Status write_inode_item(Inode& in);
   Result<std::optional<DirEntry>> find_entry(uint64_t dir, const std::string& name);
   Status add_entry(Inode& dir, const std::string& name, Inode& child);
   Status remove_entry(Inode& dir, const std::string& name, uint64_t child_ino);
   Status drop_link(Inode& in);
-  Status maybe_evict(uint64_t ino);
+  // Drop an inode the kernel no longer references from the table if all of
+  // its state is in the tree; delete it if its last link is gone.
+  Status try_evict(uint64_t ino);
+  // try_evict every unused inode (after a commit has made them clean).
+  void evict_unused();
   Status delete_inode(Inode& in);
   Status process_orphans();
   Result<Entry> create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
@@ -196,7 +221,22 @@ class Filesystem {
   uint64_t gc_requested_ = 0, gc_completed_ = 0, gc_commits_ = 0;
   bool gc_running_ = false;
   Status gc_status_;
+  // The inode table (engine mutex). One object per inode number: an entry
+  // leaves only through try_evict, which checks that nothing else holds it.
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> inodes_;
+  // Resident inodes with no kernel reference and no open handle, waiting to
+  // be clean (engine mutex). May also hold numbers that were referenced
+  // again since: try_evict drops those.
+  std::unordered_set<uint64_t> unused_;
+  size_t unused_bound_ = 65536;
+  bool commit_requested_ = false;  // engine mutex; cleared by the next commit
+  std::function<void()> request_commit_;
+  // Writeback errors of inodes evicted before anyone asked: handed back to
+  // the inode when it is loaded again, so a later fsync or close reports
+  // them (engine mutex).
+  static constexpr size_t kMaxKeptErrors = 65536;
+  std::unordered_map<uint64_t, Status> kept_errors_;
+  uint64_t evicted_ = 0, errors_dropped_ = 0;
   std::vector<std::shared_ptr<Inode>> pending_discard_;  // engine mutex
 };
 

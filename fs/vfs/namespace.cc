@@ -115,7 +115,7 @@ Status Filesystem::drop_link(Inode& in) {
       RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{kOrphanObjectId, kOrphanItem, in.ino}, {}));
       in.orphan = true;
     }
-    RETURN_IF_ERROR(maybe_evict(in.ino));
+    RETURN_IF_ERROR(try_evict(in.ino));
   }
   return Status::Ok();
 }
@@ -197,11 +197,17 @@ Result<Entry> Filesystem::lookup(uint64_t parent, const std::string& name) {
   if (name.size() > 255) return Status::Error(ENAMETOOLONG, "name too long");
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+  if (name == ".") {
+    // The kernel asks for "." of any inode to open a file handle whose
+    // inode it has forgotten (open_by_handle_at, NFS export); a deleted
+    // inode is not found, which the kernel answers with ESTALE.
+    if (dir->item.nlink == 0) return Status::NotFound("inode was deleted");
+    dir->nlookup++;
+    return entry_of(*dir);
+  }
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   uint64_t ino;
-  if (name == ".") {
-    ino = parent;
-  } else if (name == "..") {
+  if (name == "..") {
     ASSIGN_OR_RETURN(ino, parent_of(parent));
   } else {
     ASSIGN_OR_RETURN(auto e, find_entry(parent, name));

@@ -1,0 +1,38 @@
+#pragma once
+// FileState: everything about one file that the data path (fs/data) reads or
+// changes, and that may exist only in memory until writeback and the next
+// commit put it in the tree (docs/design.md, "Inode table").
+//
+// The VFS `Inode` is built on it (vfs/inode.h adds the kernel's references,
+// the orphan flag and the I/O lock); fs/data and fs/cache never see the VFS.
+// One object exists per inode number at a time: the inode table keeps it
+// while any of its state is not yet in the tree (a dirty item, dirty or
+// in-flight pages, an error to report), whatever the kernel remembers.
+//
+// Locking: `item`, `dirty` and `disk_size` are guarded by the engine mutex;
+// `cache` by its own `mu` (taken before the engine mutex).
+
+#include <cstdint>
+
+#include "cache/file_cache.h"
+#include "format/items.h"
+
+namespace cairn {
+
+struct FileState {
+  explicit FileState(uint64_t n) : ino(n) {}
+  FileState(const FileState&) = delete;
+  FileState& operator=(const FileState&) = delete;
+  virtual ~FileState() = default;
+
+  const uint64_t ino;
+  InodeItem item;      // the INODE_ITEM as the next commit will write it
+  bool dirty = false;  // `item` differs from the tree
+  // The size the tree may record: data up to here is on disk (ordered
+  // extents raise it as they finish), so a crash never exposes a size
+  // whose bytes were not written.
+  uint64_t disk_size = 0;
+  FileCache cache;     // dirty and in-flight pages, the error to report
+};
+
+}  // namespace cairn
