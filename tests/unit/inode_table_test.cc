@@ -1,0 +1,245 @@
+// The inode table under memory pressure: the kernel forgets an inode
+// whenever it likes (drop_caches, reclaim, remount), and nothing that is not
+// yet in the tree may be lost with it (BRIEF invariant 7; docs/design.md,
+// "Inode table"). Each test plays the kernel: it counts the lookups it was
+// given and forgets them all at the worst moments.
+#include <catch2/catch.hpp>
+#include <latch>
+#include <map>
+#include <random>
+#include <set>
+
+#include "test_helpers.h"
+#include "vfs/filesystem.h"
+
+using namespace cairn;
+using cairn::test::TempImage;
+using cairn::test::check_clean;
+using cairn::test::check_files;
+using cairn::test::pattern;
+
+namespace {
+
+// The kernel's side of the lookup counts: every reference the filesystem
+// handed out, so that all of them can be forgotten at once.
+struct Kernel {
+  Filesystem& fs;
+  std::map<uint64_t, uint64_t> refs;
+  explicit Kernel(Filesystem& f) : fs(f) {}
+  uint64_t create(const std::string& name) {
+    auto e = fs.mknod(kFirstInode, name, S_IFREG | 0644, 0, Caller{});
+    REQUIRE(e.ok());
+    refs[e->ino]++;
+    return e->ino;
+  }
+  Result<uint64_t> lookup(const std::string& name) {
+    auto e = fs.lookup(kFirstInode, name);
+    if (!e.ok()) return e.status();
+    refs[e->ino]++;
+    return e->ino;
+  }
+  // echo 2 > /proc/sys/vm/drop_caches
+  void forget_all() {
+    for (auto& [ino, n] : refs) fs.forget(ino, n);
+    refs.clear();
+  }
+  void write(uint64_t ino, uint64_t off, const std::vector<char>& d) {
+    REQUIRE(fs.open(ino, false).ok());
+    REQUIRE(fs.write(ino, off, d.data(), d.size()).value() == d.size());
+    REQUIRE(fs.flush(ino).ok());
+    fs.release(ino);
+  }
+};
+
+std::vector<char> read_all(Filesystem& fs, uint64_t ino) {
+  auto attr = fs.getattr(ino);
+  REQUIRE(attr.ok());
+  std::vector<char> out(attr->size);
+  if (!out.empty()) REQUIRE(fs.read(ino, 0, out.size(), out.data()).value() == out.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("A forgotten inode with dirty pages keeps its data and size", "[inodes]") {
+  TempImage img;
+  auto data = pattern(3 << 20, 1);
+  {
+    auto fs = img.mount();
+    Kernel k(*fs);
+    const uint64_t ino = k.create("y");
+    k.write(ino, 0, data);
+    const uint64_t before = fs->inode_table_stats().resident;
+    k.forget_all();
+    // Still resident: its pages are not on disk yet.
+    CHECK(fs->inode_table_stats().resident == before);
+    CHECK(fs->inode_table_stats().unused >= 1);
+    auto again = k.lookup("y");
+    REQUIRE(again.ok());
+    CHECK(again.value() == ino);
+    CHECK(read_all(*fs, ino) == data);
+    k.forget_all();
+    // A commit writes the item; then the inode is clean and leaves the table.
+    REQUIRE(fs->sync().ok());
+    CHECK(fs->inode_table_stats().unused == 0);
+    CHECK(fs->inode_table_stats().evicted >= 1);
+    REQUIRE(k.lookup("y").ok());
+    CHECK(read_all(*fs, ino) == data);
+    REQUIRE(fs->unmount().ok());
+  }
+  check_clean(img.path);
+  auto fs = img.mount();
+  auto e = fs->lookup(kFirstInode, "y");
+  REQUIRE(e.ok());
+  CHECK(read_all(*fs, e->ino) == data);
+  REQUIRE(fs->unmount().ok());
+}
+
+TEST_CASE("A forgotten inode with writeback in flight is the same object when looked up again", "[inodes]") {
+  TempImage img;
+  MountOptions o;
+  o.writeback.csum_mode = CsumMode::kAsync;
+  o.writeback.csum_threads = 1;
+  auto data = pattern(1 << 20, 2);
+  {
+    auto fs = img.mount(o);
+    Kernel k(*fs);
+    const uint64_t ino = k.create("f");
+    k.write(ino, 0, data);
+    // Hold the only checksum thread: the ordered extent stays in flight
+    // (its count of two cannot reach zero) until the latch opens.
+    std::latch gate(1);
+    fs->writeback().pool().submit([&gate] { gate.wait(); });
+    std::weak_ptr<Inode> first;
+    {
+      auto in = fs->inode_ref(ino);
+      REQUIRE(in.ok());
+      REQUIRE(fs->writeback().flush_inode(in.value(), false).ok());
+      first = in.value();
+    }
+    k.forget_all();
+    REQUIRE(fs->group_commit().ok());  // a commit while the extent is in flight
+    REQUIRE(k.lookup("f").ok());
+    {
+      auto again = fs->inode_ref(ino);
+      REQUIRE(again.ok());
+      CHECK(again.value() == first.lock());  // never a second object
+    }
+    CHECK(read_all(*fs, ino) == data);  // from the frozen pages in flight
+    k.forget_all();
+    gate.count_down();
+    REQUIRE(fs->sync().ok());
+    CHECK(first.expired());  // clean and unreferenced: evicted after the commit
+    REQUIRE(k.lookup("f").ok());
+    CHECK(read_all(*fs, ino) == data);
+    REQUIRE(fs->unmount().ok());
+  }
+  check_clean(img.path);
+}
+
+TEST_CASE("A writeback error of a forgotten inode reaches a later fsync", "[inodes][io]") {
+  TempImage img;
+  auto good = pattern(100000, 3), bad = pattern(100000, 4);
+  {
+    auto fs = img.mount();
+    Kernel k(*fs);
+    const uint64_t ino = k.create("f");
+    k.write(ino, 0, good);
+    REQUIRE(fs->fsync(ino, false).ok());
+    fs->io().inject_write_errors(true);
+    k.write(ino, 0, bad);
+    k.forget_all();
+    // Background writeback fails and the commit after it leaves the inode
+    // clean: it is evicted, and its error is kept for whoever asks.
+    (void)fs->writeback().flush_all(true);
+    fs->io().inject_write_errors(false);
+    REQUIRE(fs->sync().ok());
+    auto st = fs->inode_table_stats();
+    CHECK(st.errors_kept == 1);
+    REQUIRE(k.lookup("f").ok());
+    REQUIRE(fs->open(ino, false).ok());
+    CHECK(fs->fsync(ino, false).code() == EIO);
+    CHECK(fs->fsync(ino, false).ok());  // reported once, as Linux does
+    fs->release(ino);
+    CHECK(fs->inode_table_stats().errors_kept == 0);
+    CHECK(read_all(*fs, ino) == good);  // the committed bytes
+    REQUIRE(fs->unmount().ok());
+  }
+  check_clean(img.path);
+}
+
+TEST_CASE("Unlink after the kernel forgot a dirty inode leaves a clean image", "[inodes]") {
+  TempImage img;
+  {
+    auto fs = img.mount();
+    Kernel k(*fs);
+    const uint64_t ino = k.create("x");
+    k.write(ino, 0, pattern(5000, 5));
+    k.forget_all();
+    REQUIRE(k.lookup("x").ok());
+    REQUIRE(fs->unlink(kFirstInode, "x").ok());
+    k.forget_all();  // the last reference: the inode is deleted now
+    REQUIRE(fs->unmount().ok());
+  }
+  check_clean(img.path);
+}
+
+TEST_CASE("Random operations with the kernel forgetting everything between them match a model", "[inodes]") {
+  TempImage img(512ULL << 20);
+  MountOptions o;
+  o.writeback.dirty_limit = 4 << 20;  // writers meet the memory bound too
+  o.unused_inode_bound = 64;
+  std::mt19937 rng(GENERATE(11u, 12u, 13u));
+  std::map<std::string, std::vector<char>> model;
+  {
+    auto fs = img.mount(o);
+    Kernel k(*fs);
+    for (int step = 0; step < 400; step++) {
+      const std::string name = "f" + std::to_string(rng() % 24);
+      const int op = int(rng() % 10);
+      auto found = k.lookup(name);
+      if (!found.ok()) {
+        REQUIRE(found.status().is_not_found());
+        model[name] = {};
+        k.create(name);
+        continue;
+      }
+      const uint64_t ino = found.value();
+      std::vector<char>& m = model[name];
+      if (op <= 4) {  // write somewhere, often past the end
+        const uint64_t off = rng() % (600 * 1024);
+        auto d = pattern(1 + rng() % (300 * 1024), uint32_t(rng()));
+        k.write(ino, off, d);
+        if (m.size() < off + d.size()) m.resize(off + d.size(), 0);
+        std::copy(d.begin(), d.end(), m.begin() + long(off));
+      } else if (op == 5) {  // truncate
+        SetAttr sa;
+        sa.size = true;
+        sa.new_size = rng() % (700 * 1024);
+        REQUIRE(fs->setattr(ino, sa).ok());
+        m.resize(sa.new_size, 0);
+      } else if (op == 6) {
+        REQUIRE(fs->unlink(kFirstInode, name).ok());
+        model.erase(name);
+      } else if (op == 7) {
+        REQUIRE(fs->sync().ok());
+      } else if (op == 8) {
+        (void)fs->writeback().flush_all(false);  // writeback in flight when the kernel forgets
+      } else {
+        CHECK(read_all(*fs, ino) == m);
+      }
+      k.forget_all();
+    }
+    for (auto& [name, m] : model) {
+      auto e = k.lookup(name);
+      REQUIRE(e.ok());
+      CHECK(read_all(*fs, e.value()) == m);
+    }
+    k.forget_all();
+    REQUIRE(fs->unmount().ok());
+  }
+  check_clean(img.path);
+  auto fs = img.mount(o);
+  check_files(*fs, model);
+  REQUIRE(fs->unmount().ok());
+}
