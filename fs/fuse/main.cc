@@ -8,6 +8,8 @@
 // of producing a mount that fails later.
 #include <malloc.h>
 #include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@ struct Options {
   std::string image;
   bool have_mountpoint = false;
   bool read_only = false;
+  bool remount = false;  // -o remount: change the live mount's flags, start nothing
   unsigned commit_seconds = 5;
   uint64_t cache_bytes = 256ULL << 20;
   bool default_permissions = true;
@@ -84,6 +87,7 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
     if (a == "-h" || a == "--help") { o->help = true; return 0; }
     if (a == "-V" || a == "--version") { o->version = true; return 0; }
     if (a == "ro") { o->read_only = true; return 1; }
+    if (a == "remount") { o->remount = true; return 0; }
     if (a.rfind("commit=", 0) == 0) {
       char* end;
       unsigned long v = std::strtoul(a.c_str() + 7, &end, 10);
@@ -220,6 +224,31 @@ class Committer {
   std::thread t_;
 };
 
+// `mount -o remount,ro|rw MOUNTPOINT` reaches us through mount.fuse3 as a
+// new "mount": there is nothing to start, only the kernel's flags of the
+// live mount to change (the daemon keeps running and keeps everything it
+// holds). The flags not named stay as they are.
+int remount(const char* mountpoint, bool read_only) {
+  struct statvfs sv;
+  if (statvfs(mountpoint, &sv) != 0) {
+    std::cerr << "cairn: remount: " << mountpoint << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  unsigned long flags = MS_REMOUNT;
+  if (read_only) flags |= MS_RDONLY;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  if (mount(nullptr, mountpoint, nullptr, flags, nullptr) != 0) {
+    std::cerr << "cairn: remount of " << mountpoint << " failed: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -263,6 +292,7 @@ int main(int argc, char** argv) {
     std::cerr << "cairn: no mount point given\n";
     return 2;
   }
+  if (o.remount) return remount(cmd.mountpoint, o.read_only);
 
   // Open, lock and validate the image before mounting anything.
   FileDeviceOptions dopts;

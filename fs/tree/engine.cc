@@ -273,8 +273,8 @@ Status Engine::recount_space() {
   return Status::Ok();
 }
 
-Status Engine::commit() {
-  if (opts_.read_only || !dirty()) return Status::Ok();
+Status Engine::commit(bool even_if_clean) {
+  if (opts_.read_only || (!dirty() && !even_if_clean)) return Status::Ok();
   if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());
   Status st = [&]() -> Status {
     for (int i = 0;; i++) {

@@ -88,8 +88,11 @@ class Engine : public TreeContext {
   // A new empty tree, recorded in the root tree at the next commit.
   Status create_tree(uint64_t id, uint64_t flags);
 
-  // Commit the running transaction (a no-op when nothing changed).
-  Status commit();
+  // Commit the running transaction (a no-op when nothing changed, unless
+  // `even_if_clean`: a read-write mount commits once at once, so that no
+  // transaction number a crash lost is ever handed out again; inode
+  // generations, and with them file handles, rely on that).
+  Status commit(bool even_if_clean = false);
   bool dirty() const;
   // Abandon the running transaction after an operation failed half-way:
   // nothing more is ever committed, so the image keeps its last committed

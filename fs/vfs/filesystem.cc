@@ -57,7 +57,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
   if (!opts.read_only) {
     RETURN_IF_ERROR(fs->process_orphans().with_context("removing orphan inodes"));
-    RETURN_IF_ERROR(fs->engine_->commit());
+    // Always a new generation: inodes created in a transaction that a crash
+    // lost may have had the numbers and generation the next ones get, and a
+    // file handle of a lost file would then open a new one (generic/076).
+    RETURN_IF_ERROR(fs->engine_->commit(/*even_if_clean=*/true));
   }
   return fs;
 }
