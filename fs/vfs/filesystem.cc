@@ -220,7 +220,7 @@ Status Filesystem::try_evict(uint64_t ino) {
     unused_.erase(ino);  // referenced again; noted when the count drops
     return Status::Ok();
   }
-  unused_.insert(ino);
+  note_unused(ino);
   if (in.item.nlink == 0) {
     // Deleted: no name leads here and the items are gone, so no lookup can
     // load it again; ordered extents still in flight hold the object and

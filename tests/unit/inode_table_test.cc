@@ -3,6 +3,7 @@
 // yet in the tree may be lost with it (BRIEF invariant 7; docs/design.md,
 // "Inode table"). Each test plays the kernel: it counts the lookups it was
 // given and forgets them all at the worst moments.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <latch>
 #include <map>
@@ -241,5 +242,32 @@ TEST_CASE("Random operations with the kernel forgetting everything between them 
   check_clean(img.path);
   auto fs = img.mount(o);
   check_files(*fs, model);
+  REQUIRE(fs->unmount().ok());
+}
+
+TEST_CASE("The inode table stays bounded: unused inodes ask for a commit and leave after it", "[inodes]") {
+  TempImage img;
+  MountOptions o;
+  o.unused_inode_bound = 64;
+  auto fs = img.mount(o);
+  std::atomic<int> requests{0};
+  fs->set_commit_request_hook([&requests] { requests++; });
+  Kernel k(*fs);
+  for (int i = 0; i < 300; i++) {
+    const uint64_t ino = k.create("f" + std::to_string(i));
+    k.write(ino, 0, pattern(5000, uint32_t(i)));
+  }
+  k.forget_all();
+  // Dirty (items and pages): they stay, and the table asked once for a commit.
+  CHECK(fs->inode_table_stats().unused >= 300);
+  CHECK(requests.load() == 1);
+  REQUIRE(fs->sync().ok());
+  auto st = fs->inode_table_stats();
+  CHECK(st.unused == 0);
+  CHECK(st.resident == 1);  // the root
+  // Loaded only for a moment (no lookup reference): gone at the next sweep.
+  for (int i = 0; i < 300; i++) REQUIRE(fs->getattr(k.lookup("f" + std::to_string(i)).value()).ok());
+  k.forget_all();  // clean: evicted at once
+  CHECK(fs->inode_table_stats().resident == 1);
   REQUIRE(fs->unmount().ok());
 }
