@@ -82,7 +82,12 @@ uint64_t uncorrectable(const json& r) {
 void print_damaged(const json& r) {
   for (const auto& d : r["damaged"]) {
     const bool meta = d["kind"] == "metadata";
-    std::cout << "  " << (d["corrected"].get<bool>() ? "corrected" : "UNCORRECTABLE") << " " << d["kind"].get<std::string>()
+    // A bad copy with a good twin that a read-only scrub left alone is
+    // not uncorrectable: say what it is.
+    const char* what = d["corrected"].get<bool>()                    ? "corrected"
+                       : d.value("repairable", false)                ? "repairable (not repaired)"
+                                                                      : "UNCORRECTABLE";
+    std::cout << "  " << what << " " << d["kind"].get<std::string>()
               << " block at logical " << d["logical"] << " (copy " << d["copy"] << ", physical " << d["physical"]
               << "): " << d["detail"].get<std::string>() << "\n";
     if (meta) continue;

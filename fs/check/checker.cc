@@ -1,5 +1,7 @@
 #include "check/checker.h"
 
+#include "format/tree_checker.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -198,6 +200,10 @@ class Checker {
                              " is not below the next parent key " + hi->to_string(), tree, bytenr);
     }
     if (n->is_leaf()) {
+      // The engine's own rules for every item (it refuses this leaf whole
+      // if any fails); then fsck's cross-item checks on what decodes.
+      const TreeCheckContext tc{sb_.node_size, sb_.csum_type, sb_.generation, sb_.next_chunk_logical};
+      for (const std::string& v : check_leaf(*n, tc, SIZE_MAX)) add("item-corrupt", tree_name(tree) + ": " + v, tree, bytenr);
       for (size_t i = 0; i < n->keys.size(); i++) {
         report_.stats.items++;
         check_item(tree, bytenr, n->keys[i], n->items[i]);

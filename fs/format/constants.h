@@ -13,6 +13,9 @@ constexpr uint32_t kDefaultNodeSize = 16384;
 constexpr uint32_t kMinNodeSize = 4096;
 constexpr uint32_t kMaxNodeSize = 65536;
 constexpr int kMaxLevel = 8;  // tree height limit; a deeper tree is corrupt
+// A writable mount is refused at this generation: a commit adds one, and a
+// generation must never wrap (docs/format.md, "Superblock").
+constexpr uint64_t kMaxWritableGeneration = 1ULL << 63;
 
 // Superblock copies (docs/format.md, "Superblock locations").
 constexpr uint64_t kSuperblockOffsets[] = {64ULL << 10, 64ULL << 20, 256ULL << 30};

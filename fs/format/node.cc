@@ -85,6 +85,7 @@ Result<Node> decode_node(const uint8_t* buf, const Uuid& fsid, CsumType ct, uint
   n.level = get_u8(buf + kOffLevel);
   const uint32_t nritems = get_le32(buf + kOffNritems);
   if (n.bytenr != expect.bytenr) return Status::Corruption(where + ": header says it is at " + hex(n.bytenr));
+  if (n.generation == 0) return Status::Corruption(where + ": generation 0");
   if (n.level >= kMaxLevel) return Status::Corruption(where + ": level " + std::to_string(n.level) + " too high");
   if (expect.level >= 0 && n.level != expect.level)
     return Status::Corruption(where + ": level " + std::to_string(n.level) + ", expected " + std::to_string(expect.level));
@@ -132,6 +133,8 @@ Result<Node> decode_node(const uint8_t* buf, const Uuid& fsid, CsumType ct, uint
       if (i > 0 && !(n.keys.back() < k))
         return Status::Corruption(where + ": keys out of order at pointer " + std::to_string(i));
       if (ptr == 0 || ptr % node_size) return Status::Corruption(where + ": bad child pointer " + hex(ptr));
+      // 0 would turn the child's generation check off.
+      if (gen == 0) return Status::Corruption(where + ": child generation 0 at pointer " + std::to_string(i));
       if (gen > n.generation)
         return Status::Corruption(where + ": child generation " + std::to_string(gen) + " newer than the node");
       n.keys.push_back(k);

@@ -182,6 +182,8 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
   if (sb.root_level >= kMaxLevel) return Status::Corruption(where + ": root level " + std::to_string(sb.root_level));
   if (sb.data_profile > kProfileDup || sb.metadata_profile > kProfileDup)
     return Status::Corruption(where + ": unknown block group profile");
+  if (sb.generation == 0 || sb.root_generation == 0)
+    return Status::Corruption(where + ": generation 0 (every commit has a generation of at least 1)");
   if (sb.root_generation > sb.generation)
     return Status::Corruption(where + ": root generation newer than the superblock");
   if (sb.bytes_used > sb.total_bytes) return Status::Corruption(where + ": bytes used exceed the device size");
@@ -205,6 +207,32 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
         return Status::Corruption(cw + ": overlaps another chunk");
     sb.chunks.push_back(c);
   }
+  // Stripes: sector-aligned, clear of the first MiB and of every superblock
+  // copy's reserve, and never on top of each other (two chunks sharing
+  // physical space would overwrite each other's blocks).
+  struct Range {
+    uint64_t start, len;
+  };
+  // (The first copy's reserve starts at 0, as the allocator places it.)
+  std::vector<Range> taken;
+  for (uint64_t off : kSuperblockOffsets)
+    if (off < sb.total_bytes) taken.push_back({off == kSuperblockOffsets[0] ? 0 : off, kSuperblockReserve});
+  uint64_t logical_end = 0;
+  for (size_t i = 0; i < sb.chunks.size(); i++) {
+    const Chunk& c = sb.chunks[i];
+    logical_end = std::max(logical_end, c.logical + c.length);
+    for (uint32_t st = 0; st < c.num_stripes; st++) {
+      const std::string cw = where + ": chunk " + std::to_string(i) + " stripe " + std::to_string(st);
+      if (c.physical[st] % kSectorSize) return Status::Corruption(cw + ": physical address not sector-aligned");
+      for (const Range& r : taken)
+        if (c.physical[st] < r.start + r.len && r.start < c.physical[st] + c.length)
+          return Status::Corruption(cw + ": overlaps another stripe or a superblock reserve");
+      taken.push_back({c.physical[st], c.length});
+    }
+  }
+  // Chunks are handed out in logical order, each followed by a 1 MiB gap.
+  if (sb.next_chunk_logical > logical_end + (1ULL << 20))
+    return Status::Corruption(where + ": next chunk address beyond the last chunk");
   bool root_ok = false;
   for (const Chunk& c : sb.chunks)
     if (c.type == kChunkMetadata && c.contains(sb.root, sb.node_size)) root_ok = true;

@@ -310,9 +310,11 @@ void Scrubber::drain_node_store_log() {
     err.length = e_.node_size();
     err.physical = bc.physical;
     err.corrected = bc.corrected;
+    err.repairable = bc.had_good;
     err.detail = bc.corrected ? "bad node copy, rewritten from its good copy when read"
-                              : "bad node copy, no good copy";
-    count(err, bc.corrected);
+                 : bc.had_good ? "bad node copy, its other copy is good"
+                               : "bad node copy, no good copy";
+    count(err, bc.had_good);
     note(std::move(err));
   }
 }
@@ -328,6 +330,7 @@ void Scrubber::settle(ScrubError err, const uint8_t* good) {
   // Same position, the twin's bytes: the block stays allocated and its
   // contents do not change, so copy-on-write is not bypassed.
   if (good && opts_.repair && !e_.read_only()) err.corrected = e_.device().write(err.physical, good, err.length).ok();
+  err.repairable = good != nullptr;
   count(err, good != nullptr);
   // Counted in the persistent device statistics too, as btrfs does.
   DevStats& ds = e_.dev_stats();
@@ -569,7 +572,7 @@ nlohmann::json scrub_report_json(const ScrubProgress& p, const std::vector<Scrub
   for (size_t i = 0; i < errors.size() && i < max_errors; i++) {
     const ScrubError& e = errors[i];
     nlohmann::json d = {{"kind", e.metadata ? "metadata" : "data"}, {"logical", e.logical}, {"length", e.length},
-                        {"copy", e.copy},  {"physical", e.physical},  {"corrected", e.corrected},
+                        {"copy", e.copy},  {"physical", e.physical},  {"corrected", e.corrected}, {"repairable", e.repairable},
                         {"detail", e.detail}};
     d["files"] = nlohmann::json::array();
     for (const auto& f : e.files)

@@ -57,6 +57,7 @@ struct ScrubError {
   int copy = 0;            // which copy was bad
   uint64_t physical = 0;
   bool corrected = false;
+  bool repairable = false; // a good copy exists (a read-only scrub leaves it unrepaired)
   std::string detail;      // what was wrong; for metadata, the tree
   std::vector<FileRange> files;  // data: who reads this block
 };

@@ -72,6 +72,12 @@ Result<std::unique_ptr<Engine>> Engine::open(std::shared_ptr<BlockDevice> dev, c
   ASSIGN_OR_RETURN(Superblock sb, read_superblock(*dev));
   if (!opts.read_only && (sb.compat_ro_flags & ~kSupportedCompatRo))
     return Status::Error(EROFS, "filesystem has read-only-compatible features this version lacks; open read-only");
+  // Generations only grow: at 2^63 a writable mount is refused long before
+  // one could wrap to 0 (which no later mount would accept). A read-only
+  // mount writes no generation and is still allowed.
+  if (!opts.read_only && sb.generation >= kMaxWritableGeneration)
+    return Status::Error(EROFS, "the filesystem's generation (" + std::to_string(sb.generation) +
+                                    ") has reached 2^63: it can only be mounted read-only; copy the data to a new filesystem");
   if (sb.total_bytes > dev->size())
     return Status::Corruption("device (" + std::to_string(dev->size()) + " bytes) is smaller than the filesystem (" +
                               std::to_string(sb.total_bytes) + " bytes)");

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "format/tree_checker.h"
+
 namespace cairn {
 
 NodeStore::NodeStore(BlockDevice* dev, const ChunkMap* chunks, Uuid fsid, CsumType ct, uint32_t node_size,
@@ -54,6 +56,14 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
       bad_copies.push_back(phys);
       continue;
     }
+    // The checksum holds: now the items must keep the format's rules
+    // (a node written with lying fields is refused whole, every copy is
+    // the same bytes).
+    if (node->is_leaf()) {
+      TreeCheckContext tc{node_size_, csum_, expect.max_generation, chunks_->next_logical()};
+      auto bad = check_leaf(*node, tc);
+      if (!bad.empty()) return Status::Corruption(bad.front());
+    }
     // Read-repair: rewrite the bad copies from this good one.
     for (uint64_t badp : bad_copies) {
       bool fixed = false;
@@ -62,21 +72,21 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
         if (fixed) stats_.corrected++;
         else stats_.write_errors++;
       }
-      log_bad_copy(bytenr, badp, fixed);
+      log_bad_copy(bytenr, badp, fixed, true);
     }
     auto n = std::make_shared<Node>(std::move(node).value());
     touch(bytenr, n);
     return n;
   }
   stats_.uncorrectable++;
-  for (uint64_t badp : bad_copies) log_bad_copy(bytenr, badp, false);
+  for (uint64_t badp : bad_copies) log_bad_copy(bytenr, badp, false, false);
   return first_error;
 }
 
-void NodeStore::log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected) {
+void NodeStore::log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected, bool had_good) {
   // Bounded so a badly damaged image cannot grow it without end.
   constexpr size_t kMaxBadCopyLog = 4096;
-  if (bad_copy_log_.size() < kMaxBadCopyLog) bad_copy_log_.push_back(BadCopy{bytenr, physical, corrected});
+  if (bad_copy_log_.size() < kMaxBadCopyLog) bad_copy_log_.push_back(BadCopy{bytenr, physical, corrected, had_good});
 }
 
 void NodeStore::touch(uint64_t bytenr, NodePtr n) {

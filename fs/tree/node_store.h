@@ -66,12 +66,13 @@ class NodeStore {
     uint64_t bytenr;
     uint64_t physical;
     bool corrected;
+    bool had_good;  // another copy was good (repairable even where not repaired)
   };
   std::vector<BadCopy> take_bad_copies() { return std::exchange(bad_copy_log_, {}); }
 
  private:
   void touch(uint64_t bytenr, NodePtr n);
-  void log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected);
+  void log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected, bool had_good);
   void evict();
 
   BlockDevice* dev_;
