@@ -1,6 +1,7 @@
 #include "check/checker.h"
 
 #include "format/tree_checker.h"
+#include "util/endian.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -61,6 +62,10 @@ struct FsTreeState {
   std::set<uint64_t> orphans;
   std::set<uint64_t> item_owners;           // objectids that carry items other than the inode item
   std::map<uint64_t, uint64_t> extent_end;  // ino -> end of its last file extent
+  // Spilled xattrs: (ino, name hash) -> (name, value length), and the
+  // XATTR_CHUNK pieces found: (ino, name hash) -> index -> size.
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<std::string, uint64_t>> spilled;
+  std::map<std::pair<uint64_t, uint64_t>, std::map<uint64_t, uint64_t>> xattr_chunks;
 };
 
 struct CsumNeed {
@@ -98,6 +103,7 @@ class Checker {
         continue;
       }
       check_namespace(tree, st);
+      check_xattr_chunks(tree, st);
     }
     if (opts_.progress) opts_.progress(1.0);
     return std::move(report_);
@@ -139,6 +145,9 @@ class Checker {
       }
     }
     if (sb_.total_bytes > dev_.size()) add("superblock", "filesystem is larger than the device", 0, 0);
+    if (sb_.generation >= kMaxWritableGeneration)
+      add("superblock", "generation " + std::to_string(sb_.generation) +
+                            " has reached 2^63: the filesystem can only be mounted read-only", 0, 0);
     return true;
   }
 
@@ -297,6 +306,8 @@ class Checker {
         for (auto& de : e.value()) {
           if (name_hash(de.name) != k.offset) return bad(Status::Corruption("name hash does not match \"" + de.name + "\""));
           if (k.type == kDirItem) fs.dir_items[{k.objectid, de.name}] = NameLink{k.objectid, de.location.objectid, 0, de.name, de.type};
+          if (k.type == kXattrItem && de.type == kXattrSpilled && de.data.size() == 4)
+            fs.spilled[{k.objectid, k.offset}] = {de.name, get_le32(de.data.data())};
         }
         break;
       }
@@ -335,6 +346,7 @@ class Checker {
         fs.orphans.insert(k.offset);
         break;
       case kXattrChunk:
+        fs.xattr_chunks[{k.objectid, k.offset >> 20}][k.offset & ((1u << 20) - 1)] = d.size();
         break;
       default:
         bad(Status::Corruption("unexpected item type in the fs tree"));
@@ -413,7 +425,11 @@ class Checker {
     (void)cs;
     std::sort(csum_ranges_.begin(), csum_ranges_.end());
     uint64_t prev_end = 0;
-    for (auto& [s, l] : csum_ranges_) {
+    for (const auto& range : csum_ranges_) {
+      // Named copies, not a structured binding: the lambda below captures
+      // them, which clang 14 (the compiler with libFuzzer) does not allow
+      // for bindings.
+      const uint64_t s = range.first, l = range.second;
       if (s < prev_end) add("csum-overlap", "checksum items overlap at " + hex(s), kCsumTreeId, s);
       prev_end = std::max(prev_end, s + l);
       // The covering data extent: the last one starting at or before s.
@@ -440,6 +456,28 @@ class Checker {
 
   // Inodes against directory entries: every name three ways (DIR_ITEM,
   // DIR_INDEX, INODE_REF), link counts, no dangling or unreachable inode.
+  // A spilled xattr's pieces are numbered 0, 1, ... without gaps and add up
+  // to its length; a piece belongs to a spilled xattr.
+  void check_xattr_chunks(uint64_t tree, FsTreeState& fs) {
+    for (const auto& [where, nl] : fs.spilled) {
+      const auto& [name, len] = nl;
+      uint64_t sum = 0, next = 0;
+      if (auto it = fs.xattr_chunks.find(where); it != fs.xattr_chunks.end())
+        for (const auto& [idx, size] : it->second) {
+          if (idx != next) break;
+          sum += size;
+          next++;
+        }
+      if (sum != len)
+        add("xattr-chunks", "inode " + std::to_string(where.first) + ": xattr \"" + name + "\" has " + std::to_string(sum) +
+                                " bytes in its chunks, its entry says " + std::to_string(len), tree, 0);
+    }
+    for (const auto& [where, pieces] : fs.xattr_chunks)
+      if (!fs.spilled.count(where))
+        add("xattr-chunks", "inode " + std::to_string(where.first) + ": xattr chunks of no spilled xattr (" +
+                                std::to_string(pieces.size()) + " pieces)", tree, 0);
+  }
+
   void check_namespace(uint64_t tree, FsTreeState& fs) {
     auto ino_s = [](uint64_t i) { return "inode " + std::to_string(i); };
     auto problem = [&](const char* code, const std::string& msg, uint64_t ino, uint64_t expected = 0) {

@@ -175,7 +175,8 @@ void check_fs_tree_item(Report& r, const TreeCheckContext& c, const Key& k, cons
     case kXattrItem:
       return check_entries(r, k, b);
     case kXattrChunk:
-      if (b.empty()) r.bad("empty XATTR_CHUNK");
+      if (b.empty()) return r.bad("empty XATTR_CHUNK");
+      if ((k.offset >> 20) > 0xFFFFFFFFULL) r.bad("XATTR_CHUNK key offset is not (name hash << 20 | index)");
       return;
     case kExtentData:
       return check_file_extent(r, c, k, b);

@@ -52,6 +52,8 @@ static Result<Bytes> entry_value(Engine& e, uint64_t ino, const DirEntry& de) {
   Bytes out;
   const uint64_t h = name_hash(de.name);
   for (uint64_t i = 0; out.size() < len; i++) {
+    // The index has 20 bits in the key: beyond it, another name's chunks.
+    if (i >= (1u << 20)) return Status::Corruption("xattr value spans more chunks than the key allows");
     ASSIGN_OR_RETURN(Bytes part, e.tree(kFsTreeId).lookup(chunk_key(ino, h, i)));
     if (part.empty()) return Status::Corruption("empty xattr chunk");
     out.insert(out.end(), part.begin(), part.end());

@@ -1,0 +1,65 @@
+#include "image_dump.h"
+
+#include <cstring>
+
+#include "alloc/chunk_map.h"
+#include "format/constants.h"
+#include "format/superblock.h"
+#include "fuzz_common.h"
+#include "tree/engine.h"
+
+namespace cairn::fuzz {
+
+bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev) {
+  if (size < kSuperblockSize) return false;
+  std::vector<uint8_t> sbuf(data, data + kSuperblockSize);
+  fix_csum(sbuf.data(), sbuf.size(), superblock_csum_type(sbuf.data()));
+  for (uint64_t off : kSuperblockOffsets)
+    if (off + kSuperblockSize <= dev.size()) (void)dev.write(off, sbuf.data(), sbuf.size());
+  auto sb = Superblock::decode(sbuf.data(), kSuperblockOffsets[0]);
+  if (!sb.ok()) return false;
+  ChunkMap chunks(sb->total_bytes, sb->chunks, sb->next_chunk_logical);
+  const size_t rec = 8 + sb->node_size;
+  std::vector<uint8_t> node(sb->node_size);
+  for (size_t at = kSuperblockSize; at + rec <= size; at += rec) {
+    const uint64_t logical = get_le64(data + at);
+    std::memcpy(node.data(), data + at + 8, sb->node_size);
+    fix_csum(node.data(), node.size(), sb->csum_type);
+    auto copies = chunks.map(logical, sb->node_size);
+    if (!copies.ok()) continue;
+    for (uint64_t p : *copies)
+      if (p + node.size() <= dev.size()) (void)dev.write(p, node.data(), node.size());
+  }
+  return true;
+}
+
+Result<std::vector<uint8_t>> dump_from_image(std::shared_ptr<BlockDevice> dev) {
+  EngineOptions o;
+  o.read_only = true;
+  ASSIGN_OR_RETURN(auto e, Engine::open(dev, o));
+  std::vector<uint8_t> out(kSuperblockSize);
+  RETURN_IF_ERROR(dev->read(kSuperblockOffsets[0], out.data(), out.size()));
+  // Every tree block the extent tree lists.
+  std::vector<uint64_t> nodes;
+  {
+    BTree t = e->tree(kExtentTreeId);
+    Cursor c = t.cursor();
+    RETURN_IF_ERROR(c.seek(Key::Min()));
+    for (; c.valid(); c.advance())
+      if (c.key().type == kMetadataItem) nodes.push_back(c.key().objectid);
+    RETURN_IF_ERROR(c.status());
+  }
+  const uint32_t ns = e->node_size();
+  std::vector<uint8_t> buf(ns);
+  for (uint64_t logical : nodes) {
+    ASSIGN_OR_RETURN(auto copies, e->chunk_map().map(logical, ns));
+    RETURN_IF_ERROR(dev->read(copies[0], buf.data(), ns));
+    uint8_t addr[8];
+    put_le64(addr, logical);
+    out.insert(out.end(), addr, addr + 8);
+    out.insert(out.end(), buf.begin(), buf.end());
+  }
+  return out;
+}
+
+}  // namespace cairn::fuzz

@@ -1,0 +1,282 @@
+// Hostile images (issue 12): each case writes a lie into a real image with
+// the engine's own encoders — so every checksum is valid and the test keeps
+// working when the format changes — and then requires of fsck, a mount, a
+// read and a scrub: a clear error naming the rule, never a crash, a hang, an
+// out-of-bounds read (the ASan/UBSan build runs these) or a silent "clean".
+#include <catch2/catch.hpp>
+#include <functional>
+
+#include "format/constants.h"
+#include "format/superblock.h"
+#include "io/io_engine.h"
+#include "scrub/scrubber.h"
+#include "test_helpers.h"
+#include "vfs/filesystem.h"
+
+using namespace cairn;
+using cairn::test::TempImage;
+
+namespace {
+
+// An image with a file "f" (two extents) and an xattr, committed.
+struct Victim {
+  TempImage img;
+  uint64_t ino = 0;
+  Victim() {
+    auto fs = img.mount();
+    ino = cairn::test::new_file(*fs, "f", cairn::test::pattern(300000, 1));
+    REQUIRE(fs->setxattr(ino, "user.k", Bytes(100, 'v'), 0).ok());
+    REQUIRE(fs->unmount().ok());
+  }
+  // Change the trees through the engine and commit: the lie gets valid checksums.
+  void rewrite(const std::function<void(Engine&)>& fn) {
+    auto e = cairn::test::open_engine(img.open_device());
+    std::lock_guard lk(e->mutex());
+    fn(*e);
+    REQUIRE(e->commit().ok());
+  }
+  // Move the item at `from` to key `to`, same payload.
+  void move_item(uint64_t tree, const Key& from, const Key& to) {
+    rewrite([&](Engine& e) {
+      auto v = e.tree(tree).lookup(from);
+      REQUIRE(v.ok());
+      REQUIRE(e.tree(tree).remove(from).ok());
+      REQUIRE(e.tree(tree).insert(to, v.value()).ok());
+    });
+  }
+  void set_item(uint64_t tree, const Key& k, const Bytes& b) {
+    rewrite([&](Engine& e) { REQUIRE(e.tree(tree).upsert(k, b).ok()); });
+  }
+  Key first_extent_data() {
+    auto e = cairn::test::open_engine(img.open_device(), true);
+    BTree t = e->tree(kFsTreeId);
+    Cursor c = t.cursor();
+    REQUIRE(c.seek(Key{ino, kExtentData, 0}).ok());
+    REQUIRE(c.valid());
+    return c.key();
+  }
+  Key first_extent_item() {
+    auto e = cairn::test::open_engine(img.open_device(), true);
+    BTree t = e->tree(kExtentTreeId);
+    Cursor c = t.cursor();
+    REQUIRE(c.seek(Key::Min()).ok());
+    for (; c.valid(); c.advance())
+      if (c.key().type == kExtentItem) return c.key();
+    FAIL("no data extent");
+    return {};
+  }
+};
+
+// fsck must name the rule (exit 4: not clean).
+void require_fsck_finds(const std::string& path, const std::string& words) {
+  auto rep = cairn::test::check_report(path);
+  bool found = false;
+  std::string all;
+  for (auto& p : rep.problems) {
+    all += p.code + ": " + p.message + "\n";
+    if (p.message.find(words) != std::string::npos) found = true;
+  }
+  INFO(all);
+  CHECK_FALSE(rep.clean());
+  CHECK(found);
+}
+
+// Whatever a mount makes of it: a clean error, or a filesystem whose every
+// operation fails cleanly; and a scrub that ends.
+void exercise(TempImage& img, uint64_t ino) {
+  {
+    auto e = Engine::open(img.open_device(true), EngineOptions{true, 1 << 20});
+    if (e.ok()) {
+      auto io = IoEngine::open(img.path, true, IoEngineOptions{});
+      REQUIRE(io.ok());
+      ScrubOptions so;
+      so.repair = false;
+      Scrubber s(*e.value(), *io.value(), so);
+      (void)s.run_all();  // must return; errors are fine
+    } else {
+      CHECK(e.status().code() == EUCLEAN);
+    }
+  }
+  MountOptions mo;
+  mo.read_only = true;
+  auto dev = img.open_device(true);
+  auto fs = Filesystem::mount(dev, mo);
+  if (!fs.ok()) {
+    INFO(fs.status().message());
+    CHECK((fs.status().code() == EUCLEAN || fs.status().code() == EROFS || fs.status().code() == EIO));
+    return;
+  }
+  std::vector<char> buf(400000);
+  auto r = fs.value()->read(ino, 0, buf.size(), buf.data());
+  if (!r.ok()) CHECK((r.status().code() == EUCLEAN || r.status().code() == EIO || r.status().code() == ENOENT));
+  (void)fs.value()->getattr(ino);
+  (void)fs.value()->getxattr(ino, "user.k");
+  (void)fs.value()->readdir(kFirstInode, 0, false, [](const DirEntryOut&) { return true; });
+}
+
+}  // namespace
+
+TEST_CASE("Hostile: a file extent at an unaligned file offset", "[hostile]") {
+  for (uint64_t off : {1ULL, 2048ULL}) {
+    Victim v;
+    Key k = v.first_extent_data();
+    v.move_item(kFsTreeId, k, Key{k.objectid, kExtentData, k.offset + off});
+    require_fsck_finds(v.img.path, "EXTENT_DATA file offset not a multiple of 4096");
+    exercise(v.img, v.ino);
+  }
+}
+
+TEST_CASE("Hostile: a data extent item claiming a huge length", "[hostile]") {
+  for (int shift : {40, 62, 63}) {
+    Victim v;
+    Key k = v.first_extent_item();
+    v.move_item(kExtentTreeId, k, Key{k.objectid, kExtentItem, 1ULL << shift});
+    require_fsck_finds(v.img.path, "extent address unaligned or outside the logical address space");
+    exercise(v.img, v.ino);  // the scrub must end
+  }
+}
+
+TEST_CASE("Hostile: a generation at the end of its range", "[hostile]") {
+  for (uint64_t gen : {~0ULL, 1ULL << 63}) {
+    Victim v;
+    auto dev = v.img.open_device();
+    auto sb = Engine::read_superblock(*dev);
+    REQUIRE(sb.ok());
+    sb->generation = gen;
+    std::vector<uint8_t> buf(kSuperblockSize);
+    for (uint64_t off : kSuperblockOffsets) {
+      if (off + kSuperblockSize > dev->size()) continue;
+      sb->bytenr = off;
+      sb->encode(buf.data());
+      REQUIRE(dev->write(off, buf.data(), buf.size()).ok());
+    }
+    dev.reset();
+    require_fsck_finds(v.img.path, "2^63");
+    auto rw = Engine::open(v.img.open_device(), EngineOptions{});
+    REQUIRE_FALSE(rw.ok());
+    CHECK(rw.status().code() == EROFS);
+    CHECK(rw.status().message().find("read-only") != std::string::npos);
+    auto ro = Engine::open(v.img.open_device(true), EngineOptions{true, 1 << 20});
+    CHECK(ro.ok());
+  }
+}
+
+TEST_CASE("Hostile: a ROOT_ITEM whose key offset is not 0", "[hostile]") {
+  Victim v;
+  v.move_item(kRootTreeId, Key{kFsTreeId, kRootItem, 0}, Key{kFsTreeId, kRootItem, 7});
+  require_fsck_finds(v.img.path, "ROOT_ITEM key offset must be 0");
+  auto e = Engine::open(v.img.open_device(), EngineOptions{});
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.status().code() == EUCLEAN);
+}
+
+TEST_CASE("Hostile: lying fields that fsck used to call clean", "[hostile]") {
+  struct Case {
+    const char* name;
+    const char* rule;
+    std::function<void(Victim&)> lie;
+  };
+  const std::vector<Case> cases = {
+      {"inode item key offset", "INODE_ITEM key offset must be 0",
+       [](Victim& v) { v.move_item(kFsTreeId, Key{v.ino, kInodeItem, 0}, Key{v.ino, kInodeItem, 5}); }},
+      {"inode size 2^63", "inode size beyond the largest file size",
+       [](Victim& v) {
+         v.rewrite([&](Engine& e) {
+           auto raw = e.tree(kFsTreeId).lookup(Key{v.ino, kInodeItem, 0});
+           REQUIRE(raw.ok());
+           auto it = InodeItem::decode(raw.value());
+           REQUIRE(it.ok());
+           it->size = 1ULL << 63;
+           REQUIRE(e.tree(kFsTreeId).update(Key{v.ino, kInodeItem, 0}, it->encode()).ok());
+         });
+       }},
+      {"xattr spilled flag without a length", "spilled xattr entry without its 4-byte length",
+       [](Victim& v) {
+         DirEntry x;
+         x.name = "user.k";
+         x.type = kXattrSpilled;
+         x.data = Bytes(100, 'v');
+         v.set_item(kFsTreeId, Key{v.ino, kXattrItem, name_hash("user.k")}, encode_dir_entries({x}));
+       }},
+      {"xattr flag unknown", "xattr entry flag unknown",
+       [](Victim& v) {
+         DirEntry x;
+         x.name = "user.k";
+         x.type = 7;
+         x.data = Bytes(3, 'v');
+         v.set_item(kFsTreeId, Key{v.ino, kXattrItem, name_hash("user.k")}, encode_dir_entries({x}));
+       }},
+      {"ROOT_ITEM generation 0", "ROOT_ITEM generation is 0",
+       [](Victim& v) {
+         v.rewrite([&](Engine& e) {
+           auto raw = e.tree(kRootTreeId).lookup(Key{kCsumTreeId, kRootItem, 0});
+           REQUIRE(raw.ok());
+           auto ri = RootItem::decode(raw.value());
+           ri->generation = 0;
+           REQUIRE(e.tree(kRootTreeId).update(Key{kCsumTreeId, kRootItem, 0}, ri->encode()).ok());
+         });
+       }},
+      {"SCRUB_PROGRESS that does not decode", "scrub progress: malformed",
+       [](Victim& v) { v.set_item(kRootTreeId, Key{kScrubObjectId, kScrubProgress, 0}, Bytes(3, 1)); }},
+      {"ORPHAN_ITEM for the root directory", "ORPHAN_ITEM names the root",
+       [](Victim& v) { v.set_item(kFsTreeId, Key{kOrphanObjectId, kOrphanItem, kFirstInode}, {}); }},
+      {"a spilled xattr missing a chunk", "has 0 bytes in its chunks",
+       [](Victim& v) {
+         {
+           auto fs = v.img.mount();
+           REQUIRE(fs->setxattr(v.ino, "user.big", Bytes(30000, 'b'), 0).ok());
+           REQUIRE(fs->unmount().ok());
+         }
+         v.rewrite([&](Engine& e) {
+           const uint64_t h = name_hash("user.big");
+           REQUIRE(e.tree(kFsTreeId).remove(Key{v.ino, kXattrChunk, h << 20}).ok());
+         });
+       }},
+      {"DEV_STATS under a wrong object id", "DEV_STATS key must be (0, 249, 0)",
+       [](Victim& v) { v.set_item(kRootTreeId, Key{3, kDevStats, 0}, DevStats{}.encode()); }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      Victim v;
+      c.lie(v);
+      require_fsck_finds(v.img.path, c.rule);
+      exercise(v.img, v.ino);
+    }
+  }
+}
+
+TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
+  struct Case {
+    const char* name;
+    std::function<void(Superblock&)> lie;
+  };
+  const std::vector<Case> cases = {
+      {"misaligned", [](Superblock& sb) { sb.chunks[0].physical[0] += 512; }},
+      {"on the first superblock", [](Superblock& sb) { sb.chunks[0].physical[0] = 0; }},
+      {"overlapping another chunk", [](Superblock& sb) { sb.chunks[1].physical[0] = sb.chunks[0].physical[0]; }},
+      {"next chunk address far away", [](Superblock& sb) { sb.next_chunk_logical = 1ULL << 60; }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      TempImage img;
+      auto dev = img.open_device();
+      auto sb = Engine::read_superblock(*dev);
+      REQUIRE(sb.ok());
+      REQUIRE(sb->chunks.size() >= 2);
+      c.lie(sb.value());
+      std::vector<uint8_t> buf(kSuperblockSize);
+      for (uint64_t off : kSuperblockOffsets) {
+        if (off + kSuperblockSize > dev->size()) continue;
+        sb->bytenr = off;
+        sb->encode(buf.data());
+        REQUIRE(dev->write(off, buf.data(), buf.size()).ok());
+      }
+      auto again = Engine::read_superblock(*dev);
+      REQUIRE_FALSE(again.ok());
+      INFO(again.status().message());
+      CHECK(again.status().code() == EUCLEAN);
+      dev.reset();
+      CHECK_FALSE(cairn::test::check_report(img.path).clean());
+    }
+  }
+}
