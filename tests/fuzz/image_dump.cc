@@ -10,12 +10,17 @@
 
 namespace cairn::fuzz {
 
-bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev) {
+bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev,
+                     std::vector<std::pair<uint64_t, uint64_t>>* written) {
+  auto put = [&](uint64_t at, const std::vector<uint8_t>& b) {
+    if (at + b.size() > dev.size()) return;
+    (void)dev.write(at, b.data(), b.size());
+    if (written) written->push_back({at, b.size()});
+  };
   if (size < kSuperblockSize) return false;
   std::vector<uint8_t> sbuf(data, data + kSuperblockSize);
   fix_csum(sbuf.data(), sbuf.size(), superblock_csum_type(sbuf.data()));
-  for (uint64_t off : kSuperblockOffsets)
-    if (off + kSuperblockSize <= dev.size()) (void)dev.write(off, sbuf.data(), sbuf.size());
+  for (uint64_t off : kSuperblockOffsets) put(off, sbuf);
   auto sb = Superblock::decode(sbuf.data(), kSuperblockOffsets[0]);
   if (!sb.ok()) return false;
   ChunkMap chunks(sb->total_bytes, sb->chunks, sb->next_chunk_logical);
@@ -27,8 +32,7 @@ bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev) {
     fix_csum(node.data(), node.size(), sb->csum_type);
     auto copies = chunks.map(logical, sb->node_size);
     if (!copies.ok()) continue;
-    for (uint64_t p : *copies)
-      if (p + node.size() <= dev.size()) (void)dev.write(p, node.data(), node.size());
+    for (uint64_t p : *copies) put(p, node);
   }
   return true;
 }

@@ -16,8 +16,11 @@
 
 namespace cairn::fuzz {
 
-// False when the dump's superblock cannot even be decoded (nothing to lay out).
-bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev);
+// False when the dump's superblock cannot even be decoded (nothing more to
+// lay out). Every range written is added to `written` (so a reused device
+// can be cleared again cheaply).
+bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev,
+                     std::vector<std::pair<uint64_t, uint64_t>>* written = nullptr);
 Result<std::vector<uint8_t>> dump_from_image(std::shared_ptr<BlockDevice> dev);
 
 }  // namespace cairn::fuzz
