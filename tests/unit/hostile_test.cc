@@ -280,3 +280,42 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
     }
   }
 }
+
+TEST_CASE("Hostile: generation 0 in a key pointer", "[hostile]") {
+  MkfsParams mp;
+  mp.node_size = 4096;  // a few files make internal nodes
+  TempImage img(128ULL << 20, mp);
+  uint64_t ino = 0;
+  {
+    auto fs = img.mount();
+    for (int i = 0; i < 80; i++) ino = cairn::test::new_file(*fs, "file-" + std::to_string(i), cairn::test::pattern(100, i));
+    REQUIRE(fs->unmount().ok());
+  }
+  {
+    auto dev = img.open_device();
+    auto e = cairn::test::open_engine(dev, true);
+    uint64_t bytenr = 0;
+    uint8_t level = 0;
+    BTree t = e->tree(kExtentTreeId);
+    Cursor c = t.cursor();
+    REQUIRE(c.seek(Key::Min()).ok());
+    for (; c.valid() && !bytenr; c.advance())
+      if (c.key().type == kMetadataItem && c.key().offset > 0) bytenr = c.key().objectid, level = uint8_t(c.key().offset);
+    REQUIRE(bytenr);
+    auto copies = e->chunk_map().map(bytenr, e->node_size());
+    REQUIRE(copies.ok());
+    const Superblock sb = e->super();
+    std::vector<uint8_t> buf(e->node_size());
+    REQUIRE(dev->read(copies->front(), buf.data(), buf.size()).ok());
+    NodeExpectation ex;
+    ex.bytenr = bytenr;
+    ex.level = level;
+    auto n = decode_node(buf.data(), sb.fsid, sb.csum_type, e->node_size(), ex);
+    REQUIRE(n.ok());
+    n->ptr_gens[0] = 0;
+    encode_node(*n, sb.fsid, sb.csum_type, e->node_size(), buf.data());
+    for (uint64_t p : *copies) REQUIRE(dev->write(p, buf.data(), buf.size()).ok());
+  }
+  require_fsck_finds(img.path, "child generation 0");
+  exercise(img, ino);
+}

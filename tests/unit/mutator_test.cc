@@ -10,13 +10,12 @@
 // A crash, hang or sanitizer report fails the test either way.
 //
 // The image is put back between cases by restoring its superblock copies
-// (the mutation was copy-on-write, so the old trees were never overwritten),
-// or, after a read-write mount that may have reused the space the mutation
-// freed, from a saved copy of the whole image.
+// and every tree block of the original image (the mutation was
+// copy-on-write, but a read-write mount after it may reuse the blocks the
+// mutation freed; it writes no data, only reads it).
 // CAIRN_MUTATOR_CASES sets how many cases run (default 300; all with 0).
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <filesystem>
 #include <random>
 
 #include "format/constants.h"
@@ -169,22 +168,34 @@ TEST_CASE("Mutated fields: fsck finds it, or a mount serves everything without e
   if (n == 0 || n > all.size()) n = all.size();
   INFO(all.size() << " possible mutations of " << items.size() << " items; running " << n);
 
-  // The superblock copies: restoring them restores the image.
-  std::vector<std::vector<uint8_t>> supers;
+  // The superblock copies and every copy of every tree block: writing them
+  // back restores the image.
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> saved;
   {
     auto dev = img.open_device(true);
     for (uint64_t off : kSuperblockOffsets) {
       if (off + kSuperblockSize > dev->size()) break;
-      supers.emplace_back(kSuperblockSize);
-      REQUIRE(dev->read(off, supers.back().data(), kSuperblockSize).ok());
+      saved.push_back({off, std::vector<uint8_t>(kSuperblockSize)});
+      REQUIRE(dev->read(off, saved.back().second.data(), kSuperblockSize).ok());
+    }
+    auto e = cairn::test::open_engine(dev, true);
+    BTree t = e->tree(kExtentTreeId);
+    Cursor c = t.cursor();
+    REQUIRE(c.seek(Key::Min()).ok());
+    for (; c.valid(); c.advance()) {
+      if (c.key().type != kMetadataItem) continue;
+      auto copies = e->chunk_map().map(c.key().objectid, e->node_size());
+      REQUIRE(copies.ok());
+      for (uint64_t p : *copies) {
+        saved.push_back({p, std::vector<uint8_t>(e->node_size())});
+        REQUIRE(dev->read(p, saved.back().second.data(), e->node_size()).ok());
+      }
     }
   }
-  const std::string base = img.path + ".base";
-  std::filesystem::copy_file(img.path, base, std::filesystem::copy_options::overwrite_existing);
-  struct RemoveBase {
-    std::string p;
-    ~RemoveBase() { std::filesystem::remove(p); }
-  } remove_base{base};
+  auto restore = [&] {
+    auto dev = img.open_device();
+    for (auto& [at, bytes] : saved) REQUIRE(dev->write(at, bytes.data(), bytes.size()).ok());
+  };
   size_t found = 0, served = 0, unchanged = 0;
   for (size_t i = 0; i < n; i++) {
     const Mutation& m = all[i];
@@ -216,10 +227,13 @@ TEST_CASE("Mutated fields: fsck finds it, or a mount serves everything without e
           applied = true;
         }
       }
-      if (applied) REQUIRE(e->commit().ok());
+      // The engine cannot always commit the lie itself (a changed extent
+      // item that a delayed reference then fails to find): nothing written.
+      if (applied && !e->commit().ok()) applied = false;
     }
     if (!applied) {
       unchanged++;
+      restore();
       continue;
     }
     std::string what;
@@ -232,14 +246,10 @@ TEST_CASE("Mutated fields: fsck finds it, or a mount serves everything without e
       CHECK_FALSE(fsck_finds_something(img.path, &after));
       INFO(after);
       served++;
-      std::filesystem::copy_file(base, img.path, std::filesystem::copy_options::overwrite_existing);
-      continue;
     }
-    auto dev = img.open_device();
-    for (size_t c = 0; c < supers.size(); c++)
-      REQUIRE(dev->write(kSuperblockOffsets[c], supers[c].data(), kSuperblockSize).ok());
+    restore();
   }
-  WARN("mutator: " << n << " cases: " << found << " found by fsck, " << served << " clean and served, " << unchanged
-                   << " left the item unchanged");
+  WARN("mutator: " << n << " of " << all.size() << " possible cases: " << found << " found by fsck, " << served
+                   << " clean and served, " << unchanged << " not written (no change, or the engine could not commit it)");
   cairn::test::check_clean(img.path);
 }

@@ -103,6 +103,19 @@ TEST_CASE("Scrub finds exactly the injected damage and repairs it from DUP copie
           flip(*dev, (*copies)[size_t(copy)], kSectorSize, rng);
         }
       }
+      {
+        // A read-only scrub repairs nothing, and a bad copy with a good twin
+        // is "repairable", not uncorrectable (cairnctl scrub --readonly
+        // printed UNCORRECTABLE for those and then counted 0 uncorrectable).
+        Scrubbed ro = scrub(img, true);
+        CHECK(ro.progress.data_errors == injected.size());
+        CHECK(ro.progress.data_corrected == 0);
+        CHECK(ro.progress.data_uncorrectable == (dup ? 0 : injected.size()));
+        for (const auto& err : ro.errors) {
+          CHECK_FALSE(err.corrected);
+          if (!err.metadata) CHECK(err.repairable == dup);
+        }
+      }
       Scrubbed r = scrub(img);
       Damage found;
       for (const auto& err : r.errors)
