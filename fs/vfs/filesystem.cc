@@ -379,6 +379,11 @@ CommitStats Filesystem::commit_stats() {
 Status Filesystem::sync() {
   if (engine_->read_only()) return Status::Ok();
   RETURN_IF_ERROR(writeback_->flush_all(true));
+  // Every ordered extent has finished, but a completion worker may still be
+  // between waking the waiters and dropping its reference to the inode;
+  // after this no ordered extent holds one, so the commit's sweep can evict
+  // every clean unused inode now rather than at the next commit.
+  writeback_->workers().drain();
   return group_commit();
 }
 
