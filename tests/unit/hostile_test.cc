@@ -67,6 +67,17 @@ struct Victim {
   }
 };
 
+// Every superblock copy on the device, encoded from `sb` (valid checksums).
+void write_superblocks(BlockDevice& dev, Superblock sb) {
+  std::vector<uint8_t> buf(kSuperblockSize);
+  for (uint64_t off : kSuperblockOffsets) {
+    if (off + kSuperblockSize > dev.size()) continue;
+    sb.bytenr = off;
+    sb.encode(buf.data());
+    REQUIRE(dev.write(off, buf.data(), buf.size()).ok());
+  }
+}
+
 // fsck must name the rule (exit 4: not clean).
 void require_fsck_finds(const std::string& path, const std::string& words) {
   auto rep = cairn::test::check_report(path);
@@ -143,13 +154,7 @@ TEST_CASE("Hostile: a generation at the end of its range", "[hostile]") {
     auto sb = Engine::read_superblock(*dev);
     REQUIRE(sb.ok());
     sb->generation = gen;
-    std::vector<uint8_t> buf(kSuperblockSize);
-    for (uint64_t off : kSuperblockOffsets) {
-      if (off + kSuperblockSize > dev->size()) continue;
-      sb->bytenr = off;
-      sb->encode(buf.data());
-      REQUIRE(dev->write(off, buf.data(), buf.size()).ok());
-    }
+    write_superblocks(*dev, sb.value());
     dev.reset();
     require_fsck_finds(v.img.path, "2^63");
     auto rw = Engine::open(v.img.open_device(), EngineOptions{});
@@ -264,13 +269,7 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
       REQUIRE(sb.ok());
       REQUIRE(sb->chunks.size() >= 2);
       c.lie(sb.value());
-      std::vector<uint8_t> buf(kSuperblockSize);
-      for (uint64_t off : kSuperblockOffsets) {
-        if (off + kSuperblockSize > dev->size()) continue;
-        sb->bytenr = off;
-        sb->encode(buf.data());
-        REQUIRE(dev->write(off, buf.data(), buf.size()).ok());
-      }
+      write_superblocks(*dev, sb.value());
       auto again = Engine::read_superblock(*dev);
       REQUIRE_FALSE(again.ok());
       INFO(again.status().message());
