@@ -58,6 +58,11 @@ struct NodeExpectation {
   uint64_t owner = 0;         // 0: unknown
   uint64_t generation = 0;    // 0: unknown (parent pointers give it)
   uint64_t max_generation = 0;  // the superblock's; 0: unchecked
+  // The key range the parent gives this child: its first key must equal
+  // `first_key` and its last be below `next_key` (null: unchecked). Checked
+  // by NodeStore when the node comes from disk; fsck checks its own way.
+  const Key* first_key = nullptr;
+  const Key* next_key = nullptr;
 };
 
 void encode_node(const Node& n, const Uuid& fsid, CsumType ct, uint32_t node_size, uint8_t* buf);

@@ -16,6 +16,8 @@ Result<NodePtr> BTree::read_child(const Node& parent, int slot) {
   e.level = parent.level - 1;
   e.owner = root_->id;
   e.generation = parent.ptr_gens[size_t(slot)];
+  e.first_key = &parent.keys[size_t(slot)];
+  if (size_t(slot) + 1 < parent.nritems()) e.next_key = &parent.keys[size_t(slot) + 1];
   return ctx_->store().read(e);
 }
 

@@ -37,6 +37,10 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
   NodeExpectation expect = expect_in;
   if (!expect.max_generation) expect.max_generation = max_generation_;
   ASSIGN_OR_RETURN(auto copies, chunks_->map(bytenr, node_size_));
+  // Tree blocks live in metadata chunks only: a pointer into data would have
+  // the tree read (and later copy-on-write over) file data.
+  if (const Chunk* c = chunks_->find(bytenr); !c || c->type != kChunkMetadata)
+    return Status::Corruption("node " + std::to_string(bytenr) + ": not in a metadata chunk");
   std::vector<uint8_t> buf(node_size_);
   Status first_error;
   std::vector<uint64_t> bad_copies;
@@ -59,6 +63,13 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
     // The checksum holds: now the items must keep the format's rules
     // (a node written with lying fields is refused whole, every copy is
     // the same bytes).
+    // A child must hold exactly the key range its parent gives it, or a
+    // search would be steered to the wrong node (a misplaced or lying block).
+    const std::string here = "node " + std::to_string(bytenr);
+    if (expect.first_key && (node->keys.empty() || node->keys.front() != *expect.first_key))
+      return Status::Corruption(here + ": first key does not match its parent's " + expect.first_key->to_string());
+    if (expect.next_key && !node->keys.empty() && !(node->keys.back() < *expect.next_key))
+      return Status::Corruption(here + ": last key not below the parent's next key " + expect.next_key->to_string());
     if (node->is_leaf()) {
       TreeCheckContext tc{node_size_, csum_, expect.max_generation, chunks_->next_logical()};
       auto bad = check_leaf(*node, tc);

@@ -280,41 +280,78 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
   }
 }
 
-TEST_CASE("Hostile: generation 0 in a key pointer", "[hostile]") {
-  MkfsParams mp;
-  mp.node_size = 4096;  // a few files make internal nodes
-  TempImage img(128ULL << 20, mp);
-  uint64_t ino = 0;
-  {
-    auto fs = img.mount();
-    for (int i = 0; i < 80; i++) ino = cairn::test::new_file(*fs, "file-" + std::to_string(i), cairn::test::pattern(100, i));
-    REQUIRE(fs->unmount().ok());
+TEST_CASE("Hostile: lying key pointers", "[hostile]") {
+  struct Case {
+    const char* name;
+    const char* rule;  // as fsck words it
+    std::function<void(Node&, uint64_t data_block)> lie;
+  };
+  const std::vector<Case> cases = {
+      {"generation 0", "child generation 0", [](Node& n, uint64_t) { n.ptr_gens[0] = 0; }},
+      {"a key that is not the child's first", "does not match its parent's",
+       [](Node& n, uint64_t) { n.keys[1] = n.keys[1].next(); }},
+      {"a child in a data chunk", "lies in a data chunk", [](Node& n, uint64_t data) { n.ptrs[0] = data; }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      MkfsParams mp;
+      mp.node_size = 4096;  // a few files make internal nodes
+      TempImage img(128ULL << 20, mp);
+      uint64_t ino = 0;
+      {
+        auto fs = img.mount();
+        for (int i = 0; i < 80; i++)
+          ino = cairn::test::new_file(*fs, "file-" + std::to_string(i), cairn::test::pattern(5000, i));
+        REQUIRE(fs->unmount().ok());
+      }
+      {
+        auto dev = img.open_device();
+        auto e = cairn::test::open_engine(dev, true);
+        uint64_t bytenr = 0, data = 0;
+        uint8_t level = 0;
+        BTree t = e->tree(kExtentTreeId);
+        Cursor cur = t.cursor();
+        REQUIRE(cur.seek(Key::Min()).ok());
+        for (; cur.valid(); cur.advance()) {
+          if (!bytenr && cur.key().type == kMetadataItem && cur.key().offset > 0)
+            bytenr = cur.key().objectid, level = uint8_t(cur.key().offset);
+          if (!data && cur.key().type == kExtentItem) data = cur.key().objectid;
+        }
+        REQUIRE(bytenr);
+        REQUIRE(data);
+        auto copies = e->chunk_map().map(bytenr, e->node_size());
+        REQUIRE(copies.ok());
+        const Superblock sb = e->super();
+        std::vector<uint8_t> buf(e->node_size());
+        REQUIRE(dev->read(copies->front(), buf.data(), buf.size()).ok());
+        NodeExpectation ex;
+        ex.bytenr = bytenr;
+        ex.level = level;
+        auto n = decode_node(buf.data(), sb.fsid, sb.csum_type, e->node_size(), ex);
+        REQUIRE(n.ok());
+        REQUIRE(n->nritems() >= 3);
+        c.lie(n.value(), data);
+        encode_node(*n, sb.fsid, sb.csum_type, e->node_size(), buf.data());
+        for (uint64_t p : *copies) REQUIRE(dev->write(p, buf.data(), buf.size()).ok());
+      }
+      require_fsck_finds(img.path, c.rule);
+      // The engine itself refuses the lie: at open, or on the walk through it.
+      bool refused = false;
+      if (auto e = Engine::open(img.open_device(true), EngineOptions{true, 1 << 20}); !e.ok()) {
+        refused = e.status().code() == EUCLEAN;
+      } else {
+        for (uint64_t id : {kRootTreeId, kExtentTreeId, kFsTreeId, kCsumTreeId}) {
+          BTree t = e.value()->tree(id);
+          Cursor cur = t.cursor();
+          Status st = cur.seek(Key::Min());
+          for (; st.ok() && cur.valid(); cur.advance()) {
+          }
+          if (st.ok()) st = cur.status();
+          if (st.code() == EUCLEAN) refused = true;
+        }
+      }
+      CHECK(refused);
+      exercise(img, ino);
+    }
   }
-  {
-    auto dev = img.open_device();
-    auto e = cairn::test::open_engine(dev, true);
-    uint64_t bytenr = 0;
-    uint8_t level = 0;
-    BTree t = e->tree(kExtentTreeId);
-    Cursor c = t.cursor();
-    REQUIRE(c.seek(Key::Min()).ok());
-    for (; c.valid() && !bytenr; c.advance())
-      if (c.key().type == kMetadataItem && c.key().offset > 0) bytenr = c.key().objectid, level = uint8_t(c.key().offset);
-    REQUIRE(bytenr);
-    auto copies = e->chunk_map().map(bytenr, e->node_size());
-    REQUIRE(copies.ok());
-    const Superblock sb = e->super();
-    std::vector<uint8_t> buf(e->node_size());
-    REQUIRE(dev->read(copies->front(), buf.data(), buf.size()).ok());
-    NodeExpectation ex;
-    ex.bytenr = bytenr;
-    ex.level = level;
-    auto n = decode_node(buf.data(), sb.fsid, sb.csum_type, e->node_size(), ex);
-    REQUIRE(n.ok());
-    n->ptr_gens[0] = 0;
-    encode_node(*n, sb.fsid, sb.csum_type, e->node_size(), buf.data());
-    for (uint64_t p : *copies) REQUIRE(dev->write(p, buf.data(), buf.size()).ok());
-  }
-  require_fsck_finds(img.path, "child generation 0");
-  exercise(img, ino);
 }
