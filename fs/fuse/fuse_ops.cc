@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 #include <fcntl.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -71,20 +72,52 @@ void reply_entry(fuse_req_t req, const Result<Entry>& r) {
 
 Caller caller_of(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid, c->umask};
+  Caller out;
+  out.uid = c->uid;
+  out.gid = c->gid;
+  out.umask = c->umask;
+  out.pid = uint32_t(c->pid);
+  return out;
 }
+
+// The kernel's cached attributes of `ino` are stale (the daemon moved atime
+// or a set-ID bit on its own): drop them, not the pages. Safe from any
+// handler: the kernel takes no lock of the inode for it.
+void invalidate_attrs(fuse_req_t req, uint64_t ino) {
+  if (ctx(req).se) fuse_lowlevel_notify_inval_inode(ctx(req).se, out_ino(ino), -1, 0);
+}
+
+// fi->fh of a file handle: what the open asked for.
+constexpr uint64_t kDropbehindHandle = 1;  // written data leaves no trace in any cache
+constexpr uint64_t kDirectHandle = 2;      // O_DIRECT: the kernel's direct I/O path, see op_open
+constexpr uint64_t kNoatimeHandle = 4;     // O_NOATIME: reads are not accesses
+
+// fi->fh of a directory handle.
+struct DirHandle {
+  std::atomic<uint64_t> end_index;  // readdir lists indexes below this (Filesystem::readdir)
+};
 
 void op_init(void* userdata, fuse_conn_info* conn) {
   auto* c = static_cast<FuseContext*>(userdata);
   // The kernel enforces ACLs; we inherit default ACLs and apply the umask ourselves.
-  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
+  if (c->posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL)) conn->want |= FUSE_CAP_POSIX_ACL;
+  else conn->want &= ~unsigned(FUSE_CAP_POSIX_ACL);  // -o noacl
   if (conn->capable & FUSE_CAP_DONT_MASK) conn->want |= FUSE_CAP_DONT_MASK;
   if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   // The kernel's writeback cache is off unless asked for: measured, it did
   // not help (docs/performance.md), and without it every write reaches the
   // daemon, which keeps size and times authoritative.
-  if (c->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  const bool wb_cache = c->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+  if (wb_cache) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   else conn->want &= ~unsigned(FUSE_CAP_WRITEBACK_CACHE);
+  // Set-ID bits are cleared by the daemon on write, truncate, fallocate and
+  // chown, under the one rule of vfs/setid.h, with the writer's groups and
+  // capabilities. Without this the kernel sends its own racy mode change,
+  // computed by an older rule, and nothing at all for O_DIRECT writes. With
+  // the writeback cache the daemon never sees who wrote (pages arrive
+  // later, from the flusher), so the kernel keeps the job there.
+  if (!wb_cache && (conn->capable & FUSE_CAP_HANDLE_KILLPRIV)) conn->want |= FUSE_CAP_HANDLE_KILLPRIV;
+  else conn->want &= ~unsigned(FUSE_CAP_HANDLE_KILLPRIV);
   conn->max_write = unsigned(c->max_write);
   conn->max_readahead = 1 << 20;
   // Sequential reads arrive as the kernel's asynchronous readahead: let more
@@ -146,7 +179,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
   sa.new_atime = {attr->st_atim.tv_sec, uint32_t(attr->st_atim.tv_nsec)};
   sa.new_mtime = {attr->st_mtim.tv_sec, uint32_t(attr->st_mtim.tv_nsec)};
   sa.new_ctime = {attr->st_ctim.tv_sec, uint32_t(attr->st_ctim.tv_nsec)};
-  auto r = fsys(req).setattr(in_ino(ino), sa);
+  auto r = fsys(req).setattr(in_ino(ino), sa, caller_of(req));
   if (!r.ok()) return reply_err(req, r.status());
   struct stat st = to_stat(in_ino(ino), r.value());
   fuse_reply_attr(req, &st, ctx(req).attr_timeout);
@@ -174,9 +207,6 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* n
   reply_entry(req, fsys(req).link(in_ino(ino), in_ino(newparent), newname));
 }
 
-// fi->fh of a handle whose writes are dropbehind.
-constexpr uint64_t kDropbehindHandle = 1;
-
 void reply_status(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : errno_of(st)); }
 
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) { reply_status(req, fsys(req).unlink(in_ino(parent), name)); }
@@ -188,18 +218,43 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   reply_status(req, fsys(req).rename(in_ino(parent), name, in_ino(newparent), newname, flags));
 }
 
-void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Status st = fsys(req).open(in_ino(ino), (fi->flags & O_TRUNC) != 0);
-  if (!st.ok()) return reply_err(req, st);
-  // Every change passes through this kernel, so its page cache stays valid
-  // across opens. Dropbehind handles (O_DIRECT, a dropbehind file, or the
-  // mount option) bypass it instead: their data must leave no trace.
-  if ((fi->flags & O_DIRECT) || fsys(req).wants_dropbehind(in_ino(ino))) {
+// How a file handle meets the kernel's page cache. Every change passes
+// through this kernel, so its cache stays valid across opens (keep_cache).
+//  - O_DIRECT: the kernel's own direct I/O path (no FOPEN_DIRECT_IO), which
+//    bypasses the page cache for this handle, writes back and invalidates
+//    cached pages of the range around each synchronous direct write, and
+//    lets the handle be mmap()ed (FOPEN_DIRECT_IO handles cannot be, before
+//    the kernel's FUSE_DIRECT_IO_ALLOW_MMAP, which libfuse 3.14 cannot ask
+//    for). The daemon invalidates the range once more after each direct
+//    write (op_write), for asynchronous ones the kernel does not.
+//  - a dropbehind file or -o dropbehind: FOPEN_DIRECT_IO, so the data never
+//    enters the page cache at all.
+void set_open_mode(fuse_req_t req, uint64_t ino, fuse_file_info* fi) {
+  fi->fh = 0;
+  if (fi->flags & O_NOATIME) fi->fh |= kNoatimeHandle;
+  if (fi->flags & O_DIRECT) {
+    fi->fh |= kDirectHandle | kDropbehindHandle;
+    fi->keep_cache = 1;
+  } else if (fsys(req).wants_dropbehind(ino)) {
     fi->direct_io = 1;
-    fi->fh = kDropbehindHandle;
+    fi->fh |= kDropbehindHandle;
   } else {
     fi->keep_cache = 1;
   }
+}
+
+// An open for reading is an access (Filesystem::access_at_open).
+void access_at_open(fuse_req_t req, uint64_t ino, const fuse_file_info* fi) {
+  if ((fi->flags & O_ACCMODE) == O_WRONLY || (fi->flags & O_NOATIME)) return;
+  auto moved = fsys(req).access_at_open(ino);
+  if (moved.ok() && moved.value()) invalidate_attrs(req, ino);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status st = fsys(req).open(in_ino(ino), (fi->flags & O_TRUNC) != 0, caller_of(req));
+  if (!st.ok()) return reply_err(req, st);
+  set_open_mode(req, in_ino(ino), fi);
+  access_at_open(req, in_ino(ino), fi);
   if (fuse_reply_open(req, fi) != 0) fsys(req).release(in_ino(ino));
 }
 
@@ -211,12 +266,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     fsys(req).forget(r->ino, 1);
     return reply_err(req, st);
   }
-  if ((fi->flags & O_DIRECT) || fsys(req).wants_dropbehind(r->ino)) {
-    fi->direct_io = 1;
-    fi->fh = kDropbehindHandle;
-  } else {
-    fi->keep_cache = 1;
-  }
+  set_open_mode(req, r->ino, fi);
   fuse_entry_param p = to_entry(req, r.value());
   if (fuse_reply_create(req, &p, fi) != 0) {
     fsys(req).release(r->ino);
@@ -224,18 +274,25 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   // The data is read into a pooled buffer and sent from it, with no copy in
   // between.
   auto span = ctx(req).read_buffers.lend();
-  auto r = fsys(req).read_span(in_ino(ino), uint64_t(off), size, *span);
+  auto r = fsys(req).read_span(in_ino(ino), uint64_t(off), size, *span, fi && (fi->fh & kNoatimeHandle));
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_buf(req, reinterpret_cast<const char*>(span->data()) + uint64_t(off) % 4096, r.value());
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info* fi) {
-  auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size, fi && fi->fh == kDropbehindHandle);
+  const uint64_t fh = fi ? fi->fh : 0;
+  auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size, fh & kDropbehindHandle, caller_of(req));
   if (!r.ok()) return reply_err(req, r.status());
+  // A direct write: pages other handles cached for this range are stale now
+  // (the kernel drops them around synchronous direct writes only). The new
+  // bytes are already what the daemon returns, so a read racing with this
+  // gets them.
+  if ((fh & kDirectHandle) && ctx(req).se && r.value() > 0)
+    fuse_lowlevel_notify_inval_inode(ctx(req).se, ino, off, off_t(r.value()));
   fuse_reply_write(req, r.value());
 }
 
@@ -251,14 +308,25 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto r = fsys(req).getattr(in_ino(ino));
+  bool moved = false;
+  auto r = fsys(req).opendir(in_ino(ino), (fi->flags & O_NOATIME) ? nullptr : &moved);
   if (!r.ok()) return reply_err(req, r.status());
-  if (!S_ISDIR(r->mode)) return void(fuse_reply_err(req, ENOTDIR));
+  if (moved) invalidate_attrs(req, in_ino(ino));
+  auto* h = new DirHandle{r.value()};
+  fi->fh = reinterpret_cast<uint64_t>(h);
   fi->cache_readdir = 0;
-  fuse_reply_open(req, fi);
+  if (fuse_reply_open(req, fi) != 0) delete h;
 }
 
-void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+  if (off == 0) {
+    // rewinddir(): the listing starts over and shows what is there now.
+    bool unused;
+    auto r = fsys(req).opendir(in_ino(ino), &unused);
+    if (!r.ok()) return reply_err(req, r.status());
+    h->end_index = r.value();
+  }
   std::vector<char> buf(size);
   size_t used = 0;
   Status st = fsys(req).readdir(in_ino(ino), uint64_t(off), plus, [&](const DirEntryOut& e) {
@@ -276,20 +344,23 @@ void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool
     if (need > size - used) return false;
     used += need;
     return true;
-  });
+  }, h->end_index.load());
   if (!st.ok() && used == 0) return reply_err(req, st);
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  readdir_common(req, ino, size, off, false);
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  readdir_common(req, ino, size, off, fi, false);
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  readdir_common(req, ino, size, off, true);
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  readdir_common(req, ino, size, off, fi, true);
 }
 
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
 
 void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   reply_status(req, fsys(req).fsync(in_ino(ino), datasync != 0));
@@ -312,7 +383,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }
 
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-  reply_status(req, fsys(req).setxattr(in_ino(ino), name, Bytes(value, value + size), flags));
+  reply_status(req, fsys(req).setxattr(in_ino(ino), name, Bytes(value, value + size), flags, caller_of(req)));
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -348,11 +419,13 @@ void op_access(fuse_req_t req, fuse_ino_t ino, int) {
 
 void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
   if (off < 0 || len <= 0) return void(fuse_reply_err(req, EINVAL));
-  reply_status(req, fsys(req).fallocate(in_ino(ino), mode, uint64_t(off), uint64_t(len)));
+  reply_status(req, fsys(req).fallocate(in_ino(ino), mode, uint64_t(off), uint64_t(len), caller_of(req)));
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
-  if (off < 0) return void(fuse_reply_err(req, EINVAL));
+  // Linux: SEEK_DATA and SEEK_HOLE at a negative offset are ENXIO (there
+  // is no data or hole there), not EINVAL.
+  if (off < 0) return void(fuse_reply_err(req, (whence == SEEK_DATA || whence == SEEK_HOLE) ? ENXIO : EINVAL));
   auto r = fsys(req).lseek(in_ino(ino), uint64_t(off), whence);
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_lseek(req, off_t(r.value()));
@@ -361,7 +434,8 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
 void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
                         off_t off_out, fuse_file_info*, size_t len, int flags) {
   if (flags != 0) return void(fuse_reply_err(req, EINVAL));
-  auto r = fsys(req).copy_file_range(in_ino(ino_in), uint64_t(off_in), in_ino(ino_out), uint64_t(off_out), len);
+  auto r = fsys(req).copy_file_range(in_ino(ino_in), uint64_t(off_in), in_ino(ino_out), uint64_t(off_out), len,
+                                     caller_of(req));
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_write(req, r.value());
 }

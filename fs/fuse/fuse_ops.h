@@ -23,6 +23,10 @@ struct FuseContext {
   std::string bdi;
   unsigned readahead_kb = 16384;
   bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
+  bool posix_acl = true;         // ask for FUSE_CAP_POSIX_ACL (-o noacl: not)
+  // For notifications to the kernel (cache invalidation); set once the
+  // session exists.
+  fuse_session* se = nullptr;
   // Read replies are read into and sent from these; main() keeps one per
   // 1 MiB request a sequential read keeps in flight (readahead / 1 MiB).
   BufferPool read_buffers;

@@ -45,6 +45,9 @@ struct Options {
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
+  bool posix_acl = true;         // -o acl (default) / -o noacl
+  AtimePolicy atime = AtimePolicy::kRelatime;
+  bool nodiratime = false;
   unsigned queue_depth = 64;
   unsigned readahead_kb = 16384;
   bool user_threads = false, user_idle_threads = false;
@@ -57,11 +60,15 @@ struct Options {
 constexpr unsigned kDefaultThreads = 32;
 constexpr unsigned kDefaultIdleThreads = 8;
 
-// Options that belong to mount(8) or fstab and mean nothing to FUSE.
+// Options that belong to mount(8) or fstab and mean nothing to the mount
+// itself. (dev, suid, exec, sync and their no- forms are kernel flags:
+// libfuse sets them, and for a user mount fusermount3 decides which a user
+// may have. Without dev and suid libfuse mounts nodev,nosuid, as every
+// FUSE filesystem; `mount -t fuse.cairn` as root asks for dev,suid unless
+// told otherwise, as mount(8) does for any filesystem.)
 bool ignorable_mount_option(const std::string& o) {
-  static const char* kIgnored[] = {"rw", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users",
-                                   "nouser", "exec", "noexec", "dev", "nodev", "suid", "nosuid", "atime",
-                                   "noatime", "relatime", "strictatime", "nodiratime", "diratime", "async", "sync"};
+  static const char* kIgnored[] = {"defaults", "auto", "noauto", "nofail", "_netdev", "user", "users",
+                                   "nouser", "lazytime", "nolazytime"};
   for (const char* i : kIgnored)
     if (o == i) return true;
   return o.rfind("x-", 0) == 0 || o.rfind("comment=", 0) == 0;
@@ -102,6 +109,17 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       return 0;
     }
     if (a == "dropbehind") { o->dropbehind = true; return 0; }
+    if (a == "acl") { o->posix_acl = true; return 0; }
+    if (a == "noacl") { o->posix_acl = false; return 0; }
+    // Access times are the daemon's (the kernel never updates atime on
+    // FUSE). noatime also goes to the kernel, for /proc/mounts;
+    // strictatime and nodiratime are set by a remount after mounting
+    // (libfuse 3.14 passes neither).
+    if (a == "relatime" || a == "atime") { o->atime = AtimePolicy::kRelatime; return 0; }
+    if (a == "strictatime") { o->atime = AtimePolicy::kStrict; return 0; }
+    if (a == "noatime") { o->atime = AtimePolicy::kNever; return 1; }
+    if (a == "nodiratime") { o->nodiratime = true; return 0; }
+    if (a == "diratime") { o->nodiratime = false; return 0; }
     if (a == "writeback_cache") { o->writeback_cache = true; return 0; }
     if (a.rfind("readahead=", 0) == 0) {
       auto v = parse_size(a.substr(10));
@@ -132,20 +150,24 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
   return 1;
 }
 
-// "MAJ:MIN" of the mount at `mnt`, from /proc/self/mountinfo (no request
-// to our own, not yet running, daemon).
-std::string find_bdi(const char* mnt) {
+// Our mount at `mnt` as /proc/self/mountinfo shows it: "MAJ:MIN" and the
+// per-mount flags ("rw,nosuid,nodev,relatime"). Read from there, not with
+// statvfs(), which would be a request to our own, not yet running, daemon.
+struct MountEntry {
+  std::string bdi, flags;
+};
+MountEntry find_mount(const char* mnt) {
   char real[PATH_MAX];
-  if (!realpath(mnt, real)) return "";
+  if (!realpath(mnt, real)) return {};
   FILE* f = std::fopen("/proc/self/mountinfo", "r");
-  if (!f) return "";
+  if (!f) return {};
   char line[4096];
-  std::string found;
+  MountEntry found;
   while (std::fgets(line, sizeof line, f)) {
-    char majmin[64], root[PATH_MAX], point[PATH_MAX];
-    if (std::sscanf(line, "%*s %*s %63s %4095s %4095s", majmin, root, point) == 3 && std::string(point) == real &&
-        std::strstr(line, " - fuse.cairn "))
-      found = majmin;  // the last match is the newest mount
+    char majmin[64], root[PATH_MAX], point[PATH_MAX], flags[1024];
+    if (std::sscanf(line, "%*s %*s %63s %4095s %4095s %1023s", majmin, root, point, flags) == 4 &&
+        std::string(point) == real && std::strstr(line, " - fuse.cairn "))
+      found = {majmin, flags};  // the last match is the newest mount
   }
   std::fclose(f);
   return found;
@@ -165,6 +187,10 @@ void usage(const char* prog) {
             << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
+            << "    -o noacl               no POSIX ACLs (acl: the default)\n"
+            << "    -o relatime|strictatime|noatime  access time updates (default relatime), nodiratime\n"
+            << "    -o dev,suid            honour device nodes and set-ID programs (root only;\n"
+            << "                           the default is nodev,nosuid as for every FUSE mount)\n"
             << "    -f                     stay in the foreground\n"
             << "    -d                     debug output (implies -f)\n"
             << "    -s                     single-threaded\n"
@@ -249,6 +275,26 @@ int remount(const char* mountpoint, bool read_only) {
   return 0;
 }
 
+// Add MS_STRICTATIME or MS_NODIRATIME to the live mount, keeping its other
+// flags (a bind remount changes the mount's flags only, with no request to
+// the daemon).
+void set_atime_flags(const char* mountpoint, const std::string& current, bool strict, bool nodiratime) {
+  unsigned long flags = MS_REMOUNT | MS_BIND;
+  if (strict) flags |= MS_STRICTATIME;
+  if (nodiratime) flags |= MS_NODIRATIME;
+  auto has = [&](const char* f) { return ("," + current + ",").find("," + std::string(f) + ",") != std::string::npos; };
+  if (has("ro")) flags |= MS_RDONLY;
+  if (has("nosuid")) flags |= MS_NOSUID;
+  if (has("nodev")) flags |= MS_NODEV;
+  if (has("noexec")) flags |= MS_NOEXEC;
+  if (has("nodiratime")) flags |= MS_NODIRATIME;
+  if (has("noatime")) flags |= MS_NOATIME;
+  if (has("nosymfollow")) flags |= MS_NOSYMFOLLOW;
+  if (mount(nullptr, mountpoint, nullptr, flags, nullptr) != 0)
+    std::cerr << "cairn: cannot show " << (strict ? "strictatime" : "nodiratime") << " in the mount's flags ("
+              << std::strerror(errno) << "); access times follow it all the same\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -322,6 +368,9 @@ int main(int argc, char** argv) {
   mo.writeback.dirty_limit = o.cache_bytes / 2;
   mo.writeback.csum_mode = o.csum;
   mo.dropbehind = o.dropbehind;
+  mo.atime = o.atime;
+  mo.nodiratime = o.nodiratime;
+  mo.posix_acl = o.posix_acl;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;
   mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images
@@ -336,10 +385,18 @@ int main(int argc, char** argv) {
     std::cerr << "cairn: cannot mount at " << cmd.mountpoint << "\n";
     return 1;
   }
-  fctx.bdi = find_bdi(cmd.mountpoint);
+  const MountEntry mounted = find_mount(cmd.mountpoint);
+  fctx.bdi = mounted.bdi;
   fctx.readahead_kb = o.readahead_kb;
   fctx.read_buffers.set_keep(std::max(1u, o.readahead_kb / 1024));
   fctx.writeback_cache = o.writeback_cache;
+  fctx.posix_acl = o.posix_acl;
+  fctx.se = se;
+  // strictatime, nodiratime: the kernel's flags, for /proc/mounts (the
+  // daemon keeps the times either way). Needs root, like every change of
+  // mount flags.
+  if (o.atime == AtimePolicy::kStrict || o.nodiratime)
+    set_atime_flags(cmd.mountpoint, mounted.flags, o.atime == AtimePolicy::kStrict, o.nodiratime);
   fuse_daemonize(cmd.foreground);
   // Threads start after daemonizing: fork() keeps only the calling thread.
   auto fs = Filesystem::mount(device, mo);

@@ -39,6 +39,10 @@ Bytes encode_acl(const std::vector<AclEntry>& acl) {
 Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, const Caller& c) {
   const uint32_t type = *mode & S_IFMT;
   if (type == S_IFLNK) return Status::Ok();
+  if (!posix_acl_) {
+    *mode = type | (*mode & 07777 & ~c.umask);
+    return Status::Ok();
+  }
   auto def = engine_->tree(kFsTreeId).lookup(Key{parent.ino, kXattrItem, name_hash("system.posix_acl_default")});
   std::optional<std::vector<AclEntry>> acl;
   if (def.ok()) {
@@ -91,6 +95,7 @@ Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, cons
 }
 
 Status Filesystem::chmod_acl(Inode& in) {
+  if (!posix_acl_) return Status::Ok();  // -o noacl: stored ACLs are left as they were
   // Under FUSE_POSIX_ACL the kernel leaves posix_acl_chmod() to us: the
   // access ACL's owner, mask (or group) and other entries follow the mode.
   const Key k{in.ino, kXattrItem, name_hash("system.posix_acl_access")};

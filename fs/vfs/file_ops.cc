@@ -7,10 +7,11 @@
 #include <vector>
 
 #include "vfs/filesystem.h"
+#include "vfs/setid.h"
 
 namespace cairn {
 
-Status Filesystem::open(uint64_t ino, bool truncate) {
+Status Filesystem::open(uint64_t ino, bool truncate, const Caller& c) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
@@ -26,9 +27,40 @@ Status Filesystem::open(uint64_t ino, bool truncate) {
     }
     std::lock_guard lk(engine_->mutex());
     in->item.mtime = in->item.ctime = current_time();
+    data_changed_by(*in, c);
     mark_dirty(*in);
   }
   return Status::Ok();
+}
+
+Result<bool> Filesystem::access_at_open(uint64_t ino) {
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto in, get_inode(ino));
+  return touch_atime(*in);
+}
+
+bool Filesystem::touch_atime(Inode& in) {
+  if (atime_ == AtimePolicy::kNever || engine_->read_only() || engine_->aborted()) return false;
+  if (nodiratime_ && in.is_dir()) return false;
+  const Timespec now = current_time();
+  InodeItem& it = in.item;
+  // relatime_need_update() of the kernel.
+  constexpr int64_t kDay = 24 * 60 * 60;
+  if (atime_ == AtimePolicy::kRelatime && it.mtime < it.atime && it.ctime < it.atime && now.sec - it.atime.sec < kDay)
+    return false;
+  if (it.atime == now) return false;
+  it.atime = now;
+  mark_dirty(in);
+  return true;
+}
+
+void Filesystem::data_changed_by(Inode& in, const Caller& c) {
+  if (!(in.item.mode & (S_ISUID | S_ISGID))) return;
+  const uint32_t m = mode_after(SetidChange::kData, in.item.mode, in.item.gid, c);
+  if (m == in.item.mode) return;
+  in.item.mode = m;
+  in.item.ctime = current_time();
+  mark_dirty(in);
 }
 
 void Filesystem::release(uint64_t ino) {
@@ -43,24 +75,25 @@ void Filesystem::release(uint64_t ino) {
   discard_deleted();
 }
 
-Result<std::shared_ptr<Inode>> Filesystem::file_for_read(uint64_t ino) {
+Result<std::shared_ptr<Inode>> Filesystem::file_for_read(uint64_t ino, bool noatime) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
+    if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
+    if (!noatime) touch_atime(*in);
   }
-  if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
   return in;
 }
 
-Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out) {
-  ASSIGN_OR_RETURN(auto in, file_for_read(ino));
+Result<size_t> Filesystem::read(uint64_t ino, uint64_t off, size_t len, char* out, bool noatime) {
+  ASSIGN_OR_RETURN(auto in, file_for_read(ino, noatime));
   std::shared_lock io(in->io_lock);
   return data_->read(*in, off, len, out);
 }
 
-Result<size_t> Filesystem::read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span) {
-  ASSIGN_OR_RETURN(auto in, file_for_read(ino));
+Result<size_t> Filesystem::read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span, bool noatime) {
+  ASSIGN_OR_RETURN(auto in, file_for_read(ino, noatime));
   std::shared_lock io(in->io_lock);
   return data_->read_span(*in, off, len, span);
 }
@@ -72,7 +105,8 @@ bool Filesystem::wants_dropbehind(uint64_t ino) {
   return in.ok() && (in.value()->item.flags & kInodeFlagDropbehind);
 }
 
-Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind) {
+Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind,
+                                 const Caller& c) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
@@ -86,6 +120,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
                                                dropbehind || dropbehind_all_ || (in->item.flags & kInodeFlagDropbehind)));
   std::lock_guard lk(engine_->mutex());
   in->item.mtime = in->item.ctime = current_time();
+  data_changed_by(*in, c);
   mark_dirty(*in);
   return n;
 }
@@ -118,7 +153,7 @@ Status Filesystem::flush(uint64_t ino) {
   return Status::Ok();
 }
 
-Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
+Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& c) {
   const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
   if (mode & ~known) return Status::Error(EOPNOTSUPP, "fallocate mode not supported");
   if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE)) return Status::Error(EOPNOTSUPP, "bad mode");
@@ -142,6 +177,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
   Timespec now = current_time();
   in->item.ctime = now;
   if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) in->item.mtime = now;
+  data_changed_by(*in, c);  // file_modified() in the kernel: every mode
   mark_dirty(*in);
   return Status::Ok();
 }
@@ -159,7 +195,7 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t off, int whence) {
 }
 
 Result<size_t> Filesystem::copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out,
-                                           size_t len) {
+                                           size_t len, const Caller& c) {
   // A copy through the daemon's own data path (no reflink yet); the kernel
   // would otherwise bounce every byte through user space twice.
   std::vector<char> buf(1 << 20);
@@ -168,7 +204,7 @@ Result<size_t> Filesystem::copy_file_range(uint64_t ino_in, uint64_t off_in, uin
     size_t want = std::min(buf.size(), len - done);
     ASSIGN_OR_RETURN(size_t got, read(ino_in, off_in + done, want, buf.data()));
     if (got == 0) break;
-    ASSIGN_OR_RETURN(size_t put, write(ino_out, off_out + done, buf.data(), got));
+    ASSIGN_OR_RETURN(size_t put, write(ino_out, off_out + done, buf.data(), got, false, c));
     done += put;
     if (got < want) break;
   }

@@ -1,5 +1,6 @@
 // Filesystem: mount, the inode table, attributes, sync and unmount.
 #include "vfs/filesystem.h"
+#include "vfs/setid.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -50,6 +51,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->data_->set_io(fs->io_.get());
   fs->writeback_ = std::make_unique<Writeback>(*fs->engine_, *fs->data_, *fs->io_, opts.writeback);
   fs->dropbehind_all_ = opts.dropbehind;
+  fs->atime_ = opts.atime;
+  fs->nodiratime_ = opts.nodiratime;
+  fs->posix_acl_ = opts.posix_acl;
   fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
   std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(kFirstInode);
@@ -144,7 +148,7 @@ Result<InodeItem> Filesystem::getattr(uint64_t ino) {
   return attr_of(*in);
 }
 
-Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
+Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa, const Caller& c) {
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
@@ -164,16 +168,20 @@ Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa) {
   Timespec now = current_time();
   InodeItem& it = in->item;
   if (sa.mode) {
-    it.mode = (it.mode & S_IFMT) | (sa.new_mode & 07777);
+    const uint32_t group = sa.gid ? sa.new_gid : it.gid;
+    it.mode = mode_after(SetidChange::kMode, (it.mode & S_IFMT) | (sa.new_mode & 07777), group, c);
     Status st = chmod_acl(*in);
     if (!st.ok()) {
       engine_->abort(st);
       return st;
     }
   }
+  // An explicit mode in the same request is what the kernel computed
+  // itself (without FUSE_CAP_HANDLE_KILLPRIV): it wins.
+  if ((sa.uid || sa.gid) && !sa.mode) it.mode = mode_after(SetidChange::kOwner, it.mode, it.gid, c);
+  else if (sa.size && !sa.mode) it.mode = mode_after(SetidChange::kData, it.mode, it.gid, c);
   if (sa.uid) it.uid = sa.new_uid;
   if (sa.gid) it.gid = sa.new_gid;
-  if ((sa.uid || sa.gid) && !S_ISDIR(it.mode) && !sa.mode) it.mode &= ~uint32_t(S_ISUID);  // chown clears setuid
   if (sa.size) it.mtime = now;
   if (sa.atime) it.atime = sa.atime_now ? now : sa.new_atime;
   if (sa.mtime) it.mtime = sa.mtime_now ? now : sa.new_mtime;

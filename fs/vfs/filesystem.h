@@ -24,14 +24,11 @@
 #include "data/writeback.h"
 #include "io/io_engine.h"
 #include "tree/engine.h"
+#include "vfs/caller.h"
 #include "vfs/inode.h"
 
 namespace cairn {
 
-struct Caller {
-  uint32_t uid = 0, gid = 0;
-  uint32_t umask = 022;
-};
 
 struct Entry {
   uint64_t ino = 0;
@@ -61,6 +58,8 @@ struct DirEntryOut {
   Entry entry;           // readdirplus: full attributes (the lookup count is taken)
 };
 
+enum class AtimePolicy { kRelatime, kStrict, kNever };
+
 struct MountOptions {
   bool read_only = false;
   size_t node_cache_bytes = 64ULL << 20;
@@ -71,6 +70,11 @@ struct MountOptions {
   // state is in the tree; past this many, an early commit is requested
   // (docs/design.md, "Inode table").
   size_t unused_inode_bound = 65536;
+  // Access times (docs/design.md, "Access times"): the daemon keeps them,
+  // the kernel never updates atime on a FUSE mount.
+  AtimePolicy atime = AtimePolicy::kRelatime;
+  bool nodiratime = false;
+  bool posix_acl = true;  // -o noacl: system.posix_acl_* are refused, nothing inherited
 };
 
 // The inode table, for `cairnctl stats` and tests.
@@ -111,7 +115,8 @@ class Filesystem {
   Result<Entry> lookup(uint64_t parent, const std::string& name);
   void forget(uint64_t ino, uint64_t nlookup);
   Result<InodeItem> getattr(uint64_t ino);
-  Result<InodeItem> setattr(uint64_t ino, const SetAttr& sa);
+  // `c`: who asks (the set-ID rules of chown, chmod and truncate).
+  Result<InodeItem> setattr(uint64_t ino, const SetAttr& sa, const Caller& c = Caller{});
   Result<std::string> readlink(uint64_t ino);
 
   // ---- Namespace ----
@@ -125,29 +130,45 @@ class Filesystem {
                 unsigned flags);
   // List from `offset` (0 = start); `emit` returns false when the reply buffer is full.
   // With `plus`, every entry emitted (except "." and "..") counts as a lookup.
-  Status readdir(uint64_t ino, uint64_t offset, bool plus, const std::function<bool(const DirEntryOut&)>& emit);
+  // Entries whose index is `end_index` or later were added after the
+  // directory was opened (opendir's result) and are not listed: a read
+  // ends even while every name is renamed away and back during it.
+  Status readdir(uint64_t ino, uint64_t offset, bool plus, const std::function<bool(const DirEntryOut&)>& emit,
+                 uint64_t end_index = ~uint64_t(0));
+  // The directory's next index (for readdir's `end_index`); counts as an
+  // access of the directory (atime). `*atime_changed`: it moved atime.
+  Result<uint64_t> opendir(uint64_t ino, bool* atime_changed = nullptr);
 
   // ---- Files ----
-  Status open(uint64_t ino, bool truncate);
+  Status open(uint64_t ino, bool truncate, const Caller& c = Caller{});
+  // An open for reading: an access (atime, by the mount's policy). The
+  // kernel answers reads from its page cache without asking, so the access
+  // is counted here, once per open, and again by every read that reaches
+  // the daemon. Returns whether atime moved.
+  Result<bool> access_at_open(uint64_t ino);
   void release(uint64_t ino);
   // Data is read O_DIRECT from the image: reads leave no trace in the
   // host's cache, dropbehind or not (FileData::device_read).
-  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out);
+  Result<size_t> read(uint64_t ino, uint64_t off, size_t len, char* out, bool noatime = false);
   // The same bytes without a copy: they start at span.data() + off % 4096
   // (FileData::read_span).
-  Result<size_t> read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span);
-  Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind = false);
+  Result<size_t> read_span(uint64_t ino, uint64_t off, size_t len, AlignedBuffer& span, bool noatime = false);
+  // `c`: the writer, for the set-ID rule (a write by someone without
+  // CAP_FSETID clears SUID, and SGID as the kernel would).
+  Result<size_t> write(uint64_t ino, uint64_t off, const char* buf, size_t len, bool dropbehind = false,
+                       const Caller& c = Caller{});
   // Does this file want dropbehind (its flag, or the mount option)?
   bool wants_dropbehind(uint64_t ino);
   Status fsync(uint64_t ino, bool datasync);
   // close(2): reports a writeback error already known (it does not wait).
   Status flush(uint64_t ino);
-  Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
+  Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& c = Caller{});
   Result<uint64_t> lseek(uint64_t ino, uint64_t off, int whence);
-  Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len);
+  Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len,
+                                 const Caller& c = Caller{});
 
   // ---- Extended attributes ----
-  Status setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags);
+  Status setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags, const Caller& c = Caller{});
   Result<Bytes> getxattr(uint64_t ino, const std::string& name);
   // trusted.* names are listed only for privileged callers.
   Result<std::vector<std::string>> listxattr(uint64_t ino, bool privileged);
@@ -164,7 +185,14 @@ class Filesystem {
  private:
   explicit Filesystem(std::unique_ptr<Engine> engine);
   // The inode to read data from (takes the engine mutex); EISDIR for a directory.
-  Result<std::shared_ptr<Inode>> file_for_read(uint64_t ino);
+  Result<std::shared_ptr<Inode>> file_for_read(uint64_t ino, bool noatime);
+  // An access of `in` (engine mutex held): atime moves if the mount's
+  // policy says so (relatime: atime not newer than mtime or ctime, or a
+  // day old). Returns whether it moved.
+  bool touch_atime(Inode& in);
+  // A change of the file's data by `c` (engine mutex held): SUID/SGID as
+  // vfs/setid.h says. Cheap unless the file carries a set-ID bit.
+  void data_changed_by(Inode& in, const Caller& c);
   // All other private helpers require the engine mutex held.
   Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
   Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
@@ -213,6 +241,9 @@ class Filesystem {
 
   std::unique_ptr<Engine> engine_;
   bool dropbehind_all_ = false;
+  AtimePolicy atime_ = AtimePolicy::kRelatime;
+  bool nodiratime_ = false;
+  bool posix_acl_ = true;
   std::unique_ptr<FileData> data_;
   std::unique_ptr<IoEngine> io_;
   std::unique_ptr<Writeback> writeback_;

@@ -387,8 +387,17 @@ Status Filesystem::do_rename(uint64_t parent, const std::string& name, uint64_t 
   });
 }
 
+Result<uint64_t> Filesystem::opendir(uint64_t ino, bool* atime_changed) {
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(auto dir, get_inode(ino));
+  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  const bool moved = touch_atime(*dir);
+  if (atime_changed) *atime_changed = moved;
+  return dir->item.sequence;
+}
+
 Status Filesystem::readdir(uint64_t ino, uint64_t offset, bool plus,
-                           const std::function<bool(const DirEntryOut&)>& emit) {
+                           const std::function<bool(const DirEntryOut&)>& emit, uint64_t end_index) {
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto dir, get_inode(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
@@ -405,7 +414,10 @@ Status Filesystem::readdir(uint64_t ino, uint64_t offset, bool plus,
   BTree fs = engine_->tree(kFsTreeId);
   Cursor c = fs.cursor();
   RETURN_IF_ERROR(c.seek(Key{ino, kDirIndex, offset}));
-  for (; c.valid() && c.key().objectid == ino && c.key().type == kDirIndex; c.advance()) {
+  // Indexes only grow (a rename gives the name a new one), so stopping at
+  // the index the directory had when it was opened ends every read, and an
+  // entry present throughout is returned once (btrfs does the same).
+  for (; c.valid() && c.key().objectid == ino && c.key().type == kDirIndex && c.key().offset < end_index; c.advance()) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
     const DirEntry& de = list.front();
     DirEntryOut out{de.name, de.location.objectid, de.type, c.key().offset + 1, {}};

@@ -9,6 +9,7 @@
 
 #include "util/endian.h"
 #include "vfs/filesystem.h"
+#include "vfs/setid.h"
 
 namespace cairn {
 
@@ -19,9 +20,11 @@ const std::string kAclAccess = "system.posix_acl_access";
 // A property, not a stored attribute: the inode's dropbehind flag (docs/cairn.8).
 const std::string kDropbehindAttr = "user.cairn.dropbehind";
 
+const std::string kAclDefault = "system.posix_acl_default";
+
+bool is_acl_name(const std::string& n) { return n == kAclAccess || n == kAclDefault; }
 bool supported_name(const std::string& n) {
-  return n.rfind("user.", 0) == 0 || n.rfind("trusted.", 0) == 0 || n.rfind("security.", 0) == 0 ||
-         n == kAclAccess || n == "system.posix_acl_default";
+  return n.rfind("user.", 0) == 0 || n.rfind("trusted.", 0) == 0 || n.rfind("security.", 0) == 0 || is_acl_name(n);
 }
 Key xattr_key(uint64_t ino, const std::string& name) { return Key{ino, kXattrItem, name_hash(name)}; }
 Key chunk_key(uint64_t ino, uint64_t hash, uint64_t idx) { return Key{ino, kXattrChunk, (hash << 20) | idx}; }
@@ -75,8 +78,9 @@ static Status drop_chunks(Engine& e, uint64_t ino, const std::string& name) {
   return Status::Ok();
 }
 
-Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags) {
+Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags, const Caller& c) {
   if (!supported_name(name)) return Status::Error(EOPNOTSUPP, "unsupported attribute namespace");
+  if (!posix_acl_ && is_acl_name(name)) return Status::Error(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
   if (name.size() > 255) return Status::Error(ERANGE, "attribute name too long");
   if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard lk(engine_->mutex());
@@ -121,7 +125,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
       bool equivalent = false;
       auto bits = acl_mode_bits(value, &equivalent);
       if (!bits) return Status::Invalid("malformed access ACL");
-      in->item.mode = (in->item.mode & ~0777u) | *bits;
+      in->item.mode = mode_after(SetidChange::kAcl, (in->item.mode & ~0777u) | *bits, in->item.gid, c);
       if (equivalent) {
         if (it != list.end()) {
           list.erase(it);
@@ -162,6 +166,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
 
 Result<Bytes> Filesystem::getxattr(uint64_t ino, const std::string& name) {
   if (!supported_name(name)) return Status::Error(ENODATA, "no such attribute");
+  if (!posix_acl_ && is_acl_name(name)) return Status::Error(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
   if (name == kDropbehindAttr) {
@@ -190,7 +195,8 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privil
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
     // As local filesystems do, trusted.* is listed only to privileged callers.
     for (auto& e : list)
-      if (privileged || e.name.rfind("trusted.", 0) != 0) names.push_back(e.name);
+      if ((privileged || e.name.rfind("trusted.", 0) != 0) && (posix_acl_ || !is_acl_name(e.name)))
+        names.push_back(e.name);
   }
   RETURN_IF_ERROR(c.status());
   if (in->item.flags & kInodeFlagDropbehind) names.push_back(kDropbehindAttr);
@@ -199,6 +205,7 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privil
 
 Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
   if (!supported_name(name)) return Status::Error(ENODATA, "no such attribute");
+  if (!posix_acl_ && is_acl_name(name)) return Status::Error(EOPNOTSUPP, "POSIX ACLs are off (-o noacl)");
   std::lock_guard lk(engine_->mutex());
   return modify(16, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
