@@ -35,11 +35,21 @@ using PagePtr = std::shared_ptr<Page>;
 // page-aligned object after the count would round the block up).
 inline PagePtr new_page() { return PagePtr(new Page); }
 
+// What held a dirty page's block on disk when the page became dirty.
+enum class BlockSpace : uint8_t {
+  kHole,       // nothing: writeback allocates, and st_blocks counts the page meanwhile
+  kWritten,    // data: writeback allocates anew (copy-on-write); st_blocks already counts it
+  kUnwritten,  // preallocated space of this file: written in place, nothing to allocate
+};
+
 struct CachedPage {
   PagePtr page;
   bool dirty = false;      // newer than the disk and not yet in an ordered extent
   bool writeback = false;  // `page` is frozen in an ordered extent in flight
   bool dropbehind = false; // written through a dropbehind handle or file: leaves no trace once on disk
+  BlockSpace space = BlockSpace::kHole;  // while dirty
+  // Space for writeback is reserved for kHole and kWritten pages.
+  bool reserved() const { return space != BlockSpace::kUnwritten; }
 };
 
 struct FileCache {
@@ -51,7 +61,8 @@ struct FileCache {
   std::condition_variable cv;             // an ordered extent of this file finished
   std::map<uint64_t, CachedPage> pages;   // page index -> current page
   std::set<uint64_t> inflight;            // page indexes covered by an ordered extent in flight
-  std::atomic<uint64_t> dirty_pages{0};  // also read without `mu` for st_blocks
+  std::atomic<uint64_t> dirty_pages{0};
+  std::atomic<uint64_t> dirty_hole_pages{0};  // dirty pages over holes; read without `mu` for st_blocks
   uint32_t inflight_extents = 0;
   Status error;                           // first writeback error; the next fsync reports it
   bool deleted = false;                   // the inode is gone: finishing extents release their space

@@ -523,6 +523,89 @@ Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t
   return Status::Ok();
 }
 
+Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out) {
+  out->assign(last - first + 1, BlockSpace::kHole);
+  BTree fs = e_.tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(seek_extents(c, ino, first * kBlock));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.objectid != ino || k.type != kExtentData || k.offset > last * kBlock) break;
+    ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
+    if (fe.type == kFileExtentInline || fe.disk_bytenr == 0) continue;
+    const BlockSpace s = fe.type == kFileExtentPrealloc ? BlockSpace::kUnwritten : BlockSpace::kWritten;
+    const uint64_t b0 = std::max(first, k.offset / kBlock), b1 = std::min(last + 1, (k.offset + fe.num_bytes) / kBlock);
+    for (uint64_t b = b0; b < b1; b++) (*out)[b - first] = s;
+  }
+  return c.status();
+}
+
+Result<std::optional<std::pair<Key, FileExtent>>> FileData::extent_at_locked(uint64_t ino, uint64_t off) {
+  BTree fs = e_.tree(kFsTreeId);
+  Cursor c = fs.cursor();
+  RETURN_IF_ERROR(seek_extents(c, ino, off));
+  for (; c.valid(); c.advance()) {
+    const Key& k = c.key();
+    if (k.objectid != ino || k.type != kExtentData || k.offset > off) break;
+    ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
+    if (fe.type != kFileExtentInline && off < k.offset + fe.num_bytes)
+      return std::optional<std::pair<Key, FileExtent>>(std::pair{k, fe});
+  }
+  RETURN_IF_ERROR(c.status());
+  return std::optional<std::pair<Key, FileExtent>>();
+}
+
+Result<std::optional<std::pair<uint64_t, uint64_t>>> FileData::unwritten_target_locked(FileState& in, uint64_t file_off,
+                                                                                        uint64_t len) {
+  using Target = std::optional<std::pair<uint64_t, uint64_t>>;
+  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in.ino, file_off));
+  if (!hit || hit->second.type != kFileExtentPrealloc || hit->second.disk_bytenr == 0) return Target();
+  const auto& [k, fe] = *hit;
+  // Only this file, at this place, may reference the disk extent: every
+  // back reference is (fs tree, this inode, the file offset the extent
+  // starts at). Then disk byte D + x belongs to file offset base + x alone,
+  // and writing it changes no other file or range (a reflink or a copy of
+  // the extent elsewhere in the file adds another reference: copy-on-write).
+  const uint64_t base = k.offset - fe.offset;
+  ASSIGN_OR_RETURN(Bytes raw, e_.tree(kExtentTreeId).lookup(Key{fe.disk_bytenr, kExtentItem, fe.disk_num_bytes}));
+  ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+  for (const auto& r : ei.backrefs)
+    if (r.type != kExtentDataRef || r.root != kFsTreeId || r.objectid != in.ino || r.offset != base) return Target();
+  const uint64_t covered = std::min(len, k.offset + fe.num_bytes - file_off);
+  return Target(std::pair{fe.disk_bytenr + fe.offset + (file_off - k.offset), covered});
+}
+
+Status FileData::record_unwritten_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len,
+                                         const uint8_t* csums) {
+  // The range is still preallocated: truncate, punch and fallocate wait for
+  // every ordered extent of the file, and other ordered extents of the file
+  // cover other ranges.
+  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in.ino, file_off));
+  if (!hit || hit->second.type != kFileExtentPrealloc ||
+      hit->second.disk_bytenr + hit->second.offset + (file_off - hit->first.offset) != disk ||
+      file_off + len > hit->first.offset + hit->second.num_bytes)
+    return Status::Corruption("inode " + std::to_string(in.ino) + ": preallocated range at " +
+                              std::to_string(file_off) + " changed under an ordered extent");
+  const auto& [k, fe] = *hit;
+  const uint64_t base = k.offset - fe.offset;
+  // The written piece's reference first, so dropping the preallocated
+  // piece never takes the disk extent's count to zero (which would free it).
+  RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, base));
+  RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
+  FileExtent w = fe;
+  w.type = kFileExtentRegular;
+  w.generation = e_.transid();
+  w.offset = fe.offset + (file_off - k.offset);
+  w.num_bytes = len;
+  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), w.encode()));
+  in.item.nbytes += len;  // drop_extents_locked took the preallocated piece's bytes off
+  RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
+  in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
+  in.dirty = true;
+  stats_.bytes_written += len;
+  return Status::Ok();
+}
+
 Status FileData::drop_all_locked(FileState& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }
 
 Status FileData::set_inline_locked(FileState& in, const std::string& data) {

@@ -53,6 +53,21 @@ class FileData {
   // disk extent `disk` whose per-block checksums are `csums` (the finish of
   // an ordered extent).
   Status record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
+  // Engine mutex held: what holds blocks first..last of `in` on disk now
+  // (a preallocated block counts as kUnwritten whether or not another
+  // file shares it: the reservation it skips is the exception reflinks of
+  // preallocated space will have to handle).
+  Status block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out);
+  // Engine mutex held: where [file_off, file_off + len) of `in` may be
+  // written in place, if it starts in preallocated (unwritten) space that
+  // no other file or file range references: the disk address of file_off
+  // and the bytes of the range that space covers. Nothing: allocate anew.
+  Result<std::optional<std::pair<uint64_t, uint64_t>>> unwritten_target_locked(FileState& in, uint64_t file_off,
+                                                                               uint64_t len);
+  // Engine mutex held: the finish of an ordered extent written there. The
+  // range becomes a written piece of the same disk extent, with checksums;
+  // the file's allocation does not change.
+  Status record_unwritten_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
   // Engine mutex held: a data extent of min..max bytes; commits once to
   // free pinned space before giving up with ENOSPC.
   Result<std::pair<uint64_t, uint64_t>> alloc_extent_locked(uint64_t min_len, uint64_t max_len);
@@ -80,6 +95,8 @@ class FileData {
     uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
   };
   Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
+  // The file extent item of `ino` covering file offset `off`, if any.
+  Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(uint64_t ino, uint64_t off);
   Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
   // A new file extent item over a new disk extent, its extent item, and nbytes.
   Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);

@@ -21,6 +21,10 @@ struct Writeback::Ordered : CompletionItem {
   bool awaited = false;               // someone waits for it (fsync, sync, truncate): latency counts
   std::vector<iovec> iov;
   uint64_t disk = 0;
+  // The extent writes into preallocated (unwritten) space the file already
+  // owns, not into a new allocation (FileData::unwritten_target_locked).
+  bool into_unwritten = false;
+  uint64_t reserved = 0;  // bytes of the writeback reservation its pages hold
   std::vector<uint8_t> csums;
   std::atomic<int> pending{0};
   std::atomic<int64_t> io_error{0};
@@ -91,16 +95,33 @@ Result<size_t> Writeback::write(const std::shared_ptr<FileState>& in, uint64_t o
     return Status::Ok();
   };
   RETURN_IF_ERROR(read_fills());
+  // What holds each block on disk, for the pages that are not dirty yet
+  // (a write to pages already dirty, the common small append, looks at
+  // nothing): preallocated blocks are written in place and need no space,
+  // and only blocks over holes count in st_blocks while dirty.
+  bool all_dirty = true;
+  {
+    std::lock_guard ck(in->cache.mu);
+    for (uint64_t idx = first; idx <= last && all_dirty; idx++) {
+      auto it = in->cache.pages.find(idx);
+      all_dirty = it != in->cache.pages.end() && it->second.dirty;
+    }
+  }
+  std::vector<BlockSpace> space;
   // Space for what becomes dirty is reserved now, so writeback cannot hit
   // ENOSPC after write() has reported success.
-  const uint64_t worst = (last - first + 1) * kPageSize;
+  uint64_t worst = 0;
   {
     std::lock_guard lk(e_.mutex());
+    if (!all_dirty) {
+      RETURN_IF_ERROR(data_.block_space_locked(in->ino, first, last, &space));
+      for (BlockSpace s : space) worst += s == BlockSpace::kUnwritten ? 0 : kPageSize;
+    }
     auto have = [&] { return e_.allocator().data_available() + e_.allocator().pinned_data_bytes(); };
-    if (have() < reserved_.load() + worst) return Status::NoSpace("no space left on device");
+    if (worst && have() < reserved_.load() + worst) return Status::NoSpace("no space left on device");
     reserved_ += worst;
   }
-  uint64_t newly_dirty = 0;
+  uint64_t newly_reserved = 0, newly_dirty = 0;
   for (;;) {
     std::unique_lock ck(in->cache.mu);
     FileCache& c = in->cache;
@@ -146,11 +167,21 @@ Result<size_t> Writeback::write(const std::shared_ptr<FileState>& in, uint64_t o
         cp.dirty = true;
         c.dirty_pages++;
         newly_dirty++;
+        // Unknown (it was dirty at the look-up and has gone to writeback
+        // since), or an older version in flight that will have made the
+        // block written data by the time this one goes: allocate anew.
+        cp.space = space.empty() ? BlockSpace::kWritten : space[idx - first];
+        if (cp.space == BlockSpace::kUnwritten && c.inflight.count(idx)) cp.space = BlockSpace::kWritten;
+        if (cp.reserved()) {
+          if (newly_reserved * kPageSize < worst) newly_reserved++;
+          else reserved_ += kPageSize;  // not counted in `worst`: taken now
+        }
+        if (cp.space == BlockSpace::kHole) c.dirty_hole_pages++;
       }
     }
     break;
   }
-  release_reservation(worst - newly_dirty * kPageSize);
+  release_reservation(worst - newly_reserved * kPageSize);
   dirty_bytes_ += newly_dirty * kPageSize;
   {
     std::lock_guard lk(e_.mutex());
@@ -209,6 +240,8 @@ Status Writeback::flush_inode(const std::shared_ptr<FileState>& in, bool wait) {
         cp.dirty = false;
         cp.writeback = true;
         c.dirty_pages--;
+        if (cp.space == BlockSpace::kHole) c.dirty_hole_pages--;
+        if (cp.reserved()) cur->reserved += kPageSize;
         c.inflight.insert(idx);
         cur->pages.push_back(cp.page);
         cur->dropbehind |= cp.dropbehind;
@@ -232,7 +265,20 @@ void Writeback::submit(Ordered* oe) {
   Ordered* rest = nullptr;
   {
     std::lock_guard lk(e_.mutex());
-    auto r = data_.alloc_extent_locked(kPageSize, oe->bytes());
+    // Preallocated space the file alone references holds no data anyone
+    // can read (it reads as zeros until a file extent says otherwise), so
+    // it is written in place; see docs/design.md, "Writes into
+    // preallocated space". Otherwise a new extent, as always.
+    Result<std::pair<uint64_t, uint64_t>> r = Status::NotFound("");
+    auto unwritten = data_.unwritten_target_locked(in, oe->first * kPageSize, oe->bytes());
+    if (!unwritten.ok()) {
+      r = unwritten.status();
+    } else if (unwritten.value()) {
+      r = *unwritten.value();
+      oe->into_unwritten = true;
+    } else {
+      r = data_.alloc_extent_locked(kPageSize, oe->bytes());
+    }
     if (!r.ok()) {
       st = r.status();
     } else {
@@ -245,6 +291,7 @@ void Writeback::submit(Ordered* oe) {
         rest->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
         rest->dropbehind = oe->dropbehind;
         rest->awaited = oe->awaited;
+        rest->into_unwritten = false;  // looked up again at its own submit
         oe->pages.resize(keep);
       }
       oe->disk = r->first;
@@ -259,7 +306,10 @@ void Writeback::submit(Ordered* oe) {
     in.cache.inflight_extents++;
   }
   const uint64_t bytes = oe->bytes();
-  release_reservation(bytes);  // the space is taken now (or the extent failed)
+  // The space is taken now (or the extent failed); a split-off rest was
+  // part of this reservation.
+  release_reservation(oe->reserved);
+  oe->reserved = 0;
   if (!st.ok()) {
     // No space or no mapping: the extent fails as a whole, pages stay lost.
     oe->io_error = -st.code();
@@ -331,7 +381,8 @@ void Writeback::finish(Ordered* oe) {
     {
       std::lock_guard lk(e_.mutex());
       if (oe->io_error || in.cache.deleted) {
-        if (oe->disk) e_.release_unused_data(oe->disk, bytes);
+        // Preallocated space stays the file's (it still reads as zeros).
+        if (oe->disk && !oe->into_unwritten) e_.release_unused_data(oe->disk, bytes);
         if (oe->io_error && !in.cache.deleted) {
           stats_.io_errors++;
           e_.dev_stats().write_errors++;
@@ -339,7 +390,9 @@ void Writeback::finish(Ordered* oe) {
           st = Status::IoError("writeback of inode " + std::to_string(in.ino) + " failed");
         }
       } else {
-        st = data_.record_extent_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data());
+        st = oe->into_unwritten
+                 ? data_.record_unwritten_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data())
+                 : data_.record_extent_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data());
         if (!st.ok()) e_.abort(st);
       }
     }
@@ -393,18 +446,20 @@ void Writeback::release_reservation(uint64_t bytes) {
 void Writeback::discard(FileState& in) {
   std::lock_guard ck(in.cache.mu);
   in.cache.deleted = true;
-  uint64_t dropped = 0;
+  uint64_t dropped = 0, reserved = 0;
   for (auto it = in.cache.pages.begin(); it != in.cache.pages.end();) {
     if (it->second.dirty) {
       dropped++;
       in.cache.dirty_pages--;
+      if (it->second.space == BlockSpace::kHole) in.cache.dirty_hole_pages--;
+      if (it->second.reserved()) reserved++;
     }
     if (!it->second.writeback) it = in.cache.pages.erase(it);
     else ++it;
   }
   dirty_bytes_ -= std::min<uint64_t>(dirty_bytes_.load(), dropped * kPageSize);
   cached_bytes_ -= std::min<uint64_t>(cached_bytes_.load(), dropped * kPageSize);
-  release_reservation(dropped * kPageSize);
+  release_reservation(reserved * kPageSize);
 }
 
 Status Writeback::take_error(FileState& in) {

@@ -221,10 +221,11 @@ class Filesystem {
   Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t dir);
   Status check_name(const std::string& name) const;
   // Attributes as stat(2) shows them: blocks include dirty data awaiting
-  // allocation, as delayed allocation does elsewhere.
+  // allocation over holes, as delayed allocation does elsewhere (not over
+  // data or preallocated space, which are counted already).
   static InodeItem attr_of(const Inode& in) {
     InodeItem a = in.item;
-    a.nbytes += in.cache.dirty_pages.load() * kPageSize;
+    a.nbytes += in.cache.dirty_hole_pages.load() * kPageSize;
     return a;
   }
   Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, attr_of(in)}; }
