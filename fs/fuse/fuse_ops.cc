@@ -80,12 +80,8 @@ Caller caller_of(fuse_req_t req) {
   return out;
 }
 
-// The kernel's cached attributes of `ino` are stale (the daemon moved atime
-// or a set-ID bit on its own): drop them, not the pages. Safe from any
-// handler: the kernel takes no lock of the inode for it.
-void invalidate_attrs(fuse_req_t req, uint64_t ino) {
-  if (ctx(req).se) fuse_lowlevel_notify_inval_inode(ctx(req).se, out_ino(ino), -1, 0);
-}
+// See invalidate_kernel_attrs (fuse_ops.h).
+void invalidate_attrs(fuse_req_t req, uint64_t ino) { invalidate_kernel_attrs(ctx(req), ino); }
 
 // fi->fh of a file handle: what the open asked for.
 constexpr uint64_t kDropbehindHandle = 1;  // written data leaves no trace in any cache
@@ -569,6 +565,10 @@ fuse_lowlevel_ops make_ops() {
 }
 
 }  // namespace
+
+void invalidate_kernel_attrs(FuseContext& c, uint64_t ino) {
+  if (c.se) fuse_lowlevel_notify_inval_inode(c.se, out_ino(ino), -1, 0);
+}
 
 void apply_readahead(FuseContext& c) {
   static std::once_flag once;

@@ -38,4 +38,9 @@ void apply_readahead(FuseContext& c);
 
 const fuse_lowlevel_ops& cairn_fuse_ops();
 
+// The kernel's cached attributes of `ino` are stale (the daemon moved atime
+// or a set-ID bit on its own): drop them, not the pages. Safe from any
+// thread and any handler: the kernel takes no lock of the inode for it.
+void invalidate_kernel_attrs(FuseContext& c, uint64_t ino);
+
 }  // namespace cairn

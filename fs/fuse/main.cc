@@ -28,6 +28,7 @@
 
 #include "cairn_version.h"
 #include "fuse/fuse_ops.h"
+#include "fuse/init_flags.h"
 #include "util/size_parse.h"
 
 using namespace cairn;
@@ -385,6 +386,13 @@ int main(int argc, char** argv) {
     std::cerr << "cairn: cannot mount at " << cmd.mountpoint << "\n";
     return 1;
   }
+  // Answered once the session loop runs: amend libfuse's INIT reply with
+  // what libfuse 3.14 cannot ask for (fuse/init_flags.h). Not with the
+  // writeback cache: there the kernel keeps clearing set-ID bits.
+  ExtraInitFlags extra_init;
+  extra_init.handle_killpriv_v2 = !o.writeback_cache;
+  extra_init.direct_io_allow_mmap = true;
+  request_init_flags(fuse_session_fd(se), extra_init);
   const MountEntry mounted = find_mount(cmd.mountpoint);
   fctx.bdi = mounted.bdi;
   fctx.readahead_kb = o.readahead_kb;
@@ -406,6 +414,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   fctx.fs = fs.value().get();
+  fctx.fs->set_attrs_changed_hook([&fctx](uint64_t ino) { invalidate_kernel_attrs(fctx, ino); });
   Committer committer(fctx.fs, o.commit_seconds);
   std::unique_ptr<ScrubService> scrub;
   if (!o.read_only) {

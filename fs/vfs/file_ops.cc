@@ -25,10 +25,14 @@ Status Filesystem::open(uint64_t ino, bool truncate, const Caller& c) {
       release(ino);
       return st;
     }
-    std::lock_guard lk(engine_->mutex());
-    in->item.mtime = in->item.ctime = current_time();
-    data_changed_by(*in, c);
-    mark_dirty(*in);
+    bool mode_changed;
+    {
+      std::lock_guard lk(engine_->mutex());
+      in->item.mtime = in->item.ctime = current_time();
+      mode_changed = data_changed_by(*in, c);
+      mark_dirty(*in);
+    }
+    if (mode_changed) attrs_changed(ino);
   }
   return Status::Ok();
 }
@@ -54,13 +58,18 @@ bool Filesystem::touch_atime(Inode& in) {
   return true;
 }
 
-void Filesystem::data_changed_by(Inode& in, const Caller& c) {
-  if (!(in.item.mode & (S_ISUID | S_ISGID))) return;
+bool Filesystem::data_changed_by(Inode& in, const Caller& c) {
+  if (!(in.item.mode & (S_ISUID | S_ISGID))) return false;
   const uint32_t m = mode_after(SetidChange::kData, in.item.mode, in.item.gid, c);
-  if (m == in.item.mode) return;
+  if (m == in.item.mode) return false;
   in.item.mode = m;
   in.item.ctime = current_time();
   mark_dirty(in);
+  return true;
+}
+
+void Filesystem::attrs_changed(uint64_t ino) {
+  if (attrs_changed_hook_) attrs_changed_hook_(ino);
 }
 
 void Filesystem::release(uint64_t ino) {
@@ -118,10 +127,14 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
   std::shared_lock io(in->io_lock);
   ASSIGN_OR_RETURN(size_t n, writeback_->write(in, off, buf, len,
                                                dropbehind || dropbehind_all_ || (in->item.flags & kInodeFlagDropbehind)));
-  std::lock_guard lk(engine_->mutex());
-  in->item.mtime = in->item.ctime = current_time();
-  data_changed_by(*in, c);
-  mark_dirty(*in);
+  bool mode_changed;
+  {
+    std::lock_guard lk(engine_->mutex());
+    in->item.mtime = in->item.ctime = current_time();
+    mode_changed = data_changed_by(*in, c);
+    mark_dirty(*in);
+  }
+  if (mode_changed) attrs_changed(ino);
   return n;
 }
 
@@ -173,12 +186,16 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
   if (mode & FALLOC_FL_PUNCH_HOLE) RETURN_IF_ERROR(data_->punch_hole(*in, off, len));
   else if (mode & FALLOC_FL_ZERO_RANGE) RETURN_IF_ERROR(data_->zero_range(*in, off, len, keep));
   else RETURN_IF_ERROR(data_->preallocate(*in, off, len, keep));
-  std::lock_guard lk(engine_->mutex());
-  Timespec now = current_time();
-  in->item.ctime = now;
-  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) in->item.mtime = now;
-  data_changed_by(*in, c);  // file_modified() in the kernel: every mode
-  mark_dirty(*in);
+  bool mode_changed;
+  {
+    std::lock_guard lk(engine_->mutex());
+    Timespec now = current_time();
+    in->item.ctime = now;
+    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) in->item.mtime = now;
+    mode_changed = data_changed_by(*in, c);  // file_modified() in the kernel: every mode
+    mark_dirty(*in);
+  }
+  if (mode_changed) attrs_changed(ino);
   return Status::Ok();
 }
 

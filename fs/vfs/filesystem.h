@@ -105,6 +105,12 @@ class Filesystem {
   // their bound: the daemon's committer then runs a commit early, after
   // which the clean ones are evicted.
   void set_commit_request_hook(std::function<void()> fn) { request_commit_ = std::move(fn); }
+  // Called (without locks held, must not block) when the filesystem changed
+  // an inode's attributes on its own, in a request whose reply carries no
+  // attributes (a write clearing set-ID bits): the kernel's cached copy is
+  // stale. The daemon drops it (notify_inval_inode); with SB_NOSEC
+  // (FUSE_HANDLE_KILLPRIV_V2) the kernel does not refetch them by itself.
+  void set_attrs_changed_hook(std::function<void(uint64_t ino)> fn) { attrs_changed_hook_ = std::move(fn); }
   // A reference to a (possibly newly loaded) inode: for tools and tests.
   Result<std::shared_ptr<Inode>> inode_ref(uint64_t ino) {
     std::lock_guard lk(engine_->mutex());
@@ -191,8 +197,10 @@ class Filesystem {
   // day old). Returns whether it moved.
   bool touch_atime(Inode& in);
   // A change of the file's data by `c` (engine mutex held): SUID/SGID as
-  // vfs/setid.h says. Cheap unless the file carries a set-ID bit.
-  void data_changed_by(Inode& in, const Caller& c);
+  // vfs/setid.h says. Cheap unless the file carries a set-ID bit. Returns
+  // whether the mode changed (then call attrs_changed without the mutex).
+  bool data_changed_by(Inode& in, const Caller& c);
+  void attrs_changed(uint64_t ino);
   // All other private helpers require the engine mutex held.
   Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
   Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
@@ -263,6 +271,7 @@ class Filesystem {
   size_t unused_bound_ = 65536;
   bool commit_requested_ = false;  // engine mutex; cleared by the next commit
   std::function<void()> request_commit_;
+  std::function<void(uint64_t)> attrs_changed_hook_;
   // Writeback errors of inodes evicted before anyone asked: handed back to
   // the inode when it is loaded again, so a later fsync or close reports
   // them (engine mutex).
