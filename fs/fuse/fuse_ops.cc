@@ -219,12 +219,12 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 //  - O_DIRECT: the kernel's own direct I/O path (no FOPEN_DIRECT_IO), which
 //    bypasses the page cache for this handle, writes back and invalidates
 //    cached pages of the range around each synchronous direct write, and
-//    lets the handle be mmap()ed (FOPEN_DIRECT_IO handles cannot be, before
-//    the kernel's FUSE_DIRECT_IO_ALLOW_MMAP, which libfuse 3.14 cannot ask
-//    for). The daemon invalidates the range once more after each direct
-//    write (op_write), for asynchronous ones the kernel does not.
+//    lets the handle be mmap()ed on any kernel. The daemon invalidates the
+//    range once more after each direct write (op_write), for asynchronous
+//    ones the kernel does not.
 //  - a dropbehind file or -o dropbehind: FOPEN_DIRECT_IO, so the data never
-//    enters the page cache at all.
+//    enters the page cache at all (mappable from Linux 6.6 on, with
+//    FUSE_DIRECT_IO_ALLOW_MMAP: fuse/init_flags.h).
 void set_open_mode(fuse_req_t req, uint64_t ino, fuse_file_info* fi) {
   fi->fh = 0;
   if (fi->flags & O_NOATIME) fi->fh |= kNoatimeHandle;
@@ -283,11 +283,15 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   const uint64_t fh = fi ? fi->fh : 0;
   auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size, fh & kDropbehindHandle, caller_of(req));
   if (!r.ok()) return reply_err(req, r.status());
-  // A direct write: pages other handles cached for this range are stale now
-  // (the kernel drops them around synchronous direct writes only). The new
-  // bytes are already what the daemon returns, so a read racing with this
-  // gets them.
-  if ((fh & kDirectHandle) && ctx(req).se && r.value() > 0)
+  // A write that bypassed the page cache (O_DIRECT, or a FOPEN_DIRECT_IO
+  // dropbehind handle): pages other handles or mappings cached for this
+  // range are stale now (the kernel drops them around synchronous O_DIRECT
+  // writes only). The new bytes are already what the daemon returns, so a
+  // read racing with this gets them. Never for the kernel's own writeback
+  // of a mapping's pages (fi->writepage): those are the cache's bytes, and
+  // invalidating would wait for the very page this request writes back (a
+  // deadlock the mapped-write test of generic/085 ran into).
+  if ((fh & (kDirectHandle | kDropbehindHandle)) && !(fi && fi->writepage) && ctx(req).se && r.value() > 0)
     fuse_lowlevel_notify_inval_inode(ctx(req).se, ino, off, off_t(r.value()));
   fuse_reply_write(req, r.value());
 }
