@@ -87,6 +87,7 @@ void invalidate_attrs(fuse_req_t req, uint64_t ino) { invalidate_kernel_attrs(ct
 constexpr uint64_t kDropbehindHandle = 1;  // written data leaves no trace in any cache
 constexpr uint64_t kDirectHandle = 2;      // O_DIRECT: the kernel's direct I/O path, see op_open
 constexpr uint64_t kNoatimeHandle = 4;     // O_NOATIME: reads are not accesses
+constexpr uint64_t kUncachedHandle = 8;    // opened FOPEN_DIRECT_IO: no page of its I/O is in the page cache
 
 // fi->fh of a directory handle.
 struct DirHandle {
@@ -216,24 +217,25 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 
 // How a file handle meets the kernel's page cache. Every change passes
 // through this kernel, so its cache stays valid across opens (keep_cache).
-//  - O_DIRECT: the kernel's own direct I/O path (no FOPEN_DIRECT_IO), which
-//    bypasses the page cache for this handle, writes back and invalidates
-//    cached pages of the range around each synchronous direct write, and
-//    lets the handle be mmap()ed on any kernel. The daemon invalidates the
-//    range once more after each direct write (op_write), for asynchronous
-//    ones the kernel does not.
-//  - a dropbehind file or -o dropbehind: FOPEN_DIRECT_IO, so the data never
-//    enters the page cache at all (mappable from Linux 6.6 on, with
-//    FUSE_DIRECT_IO_ALLOW_MMAP: fuse/init_flags.h).
+//  - a dropbehind file, -o dropbehind, and O_DIRECT where the kernel lets
+//    such handles be mapped (Linux 6.6, FUSE_DIRECT_IO_ALLOW_MMAP:
+//    fuse/init_flags.h): FOPEN_DIRECT_IO, so the data never enters the page
+//    cache, and the daemon drops what other handles or mappings cached of
+//    each range written (op_write).
+//  - O_DIRECT on older kernels: the kernel's own direct I/O path (no
+//    FOPEN_DIRECT_IO), which can be mapped and keeps the cache coherent
+//    around synchronous direct writes (not asynchronous ones, see
+//    docs/design.md). Its writes of unaligned tails fall back to the page
+//    cache with the pages locked while the daemon answers, so the daemon
+//    must not invalidate anything from those requests.
 void set_open_mode(fuse_req_t req, uint64_t ino, fuse_file_info* fi) {
   fi->fh = 0;
   if (fi->flags & O_NOATIME) fi->fh |= kNoatimeHandle;
-  if (fi->flags & O_DIRECT) {
-    fi->fh |= kDirectHandle | kDropbehindHandle;
-    fi->keep_cache = 1;
-  } else if (fsys(req).wants_dropbehind(ino)) {
+  const bool o_direct = fi->flags & O_DIRECT;
+  if (o_direct) fi->fh |= kDirectHandle | kDropbehindHandle;
+  if ((o_direct && ctx(req).direct_io_mmap) || (!o_direct && fsys(req).wants_dropbehind(ino))) {
     fi->direct_io = 1;
-    fi->fh |= kDropbehindHandle;
+    fi->fh |= kUncachedHandle | kDropbehindHandle;
   } else {
     fi->keep_cache = 1;
   }
@@ -283,15 +285,15 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   const uint64_t fh = fi ? fi->fh : 0;
   auto r = fsys(req).write(in_ino(ino), uint64_t(off), data, size, fh & kDropbehindHandle, caller_of(req));
   if (!r.ok()) return reply_err(req, r.status());
-  // A write that bypassed the page cache (O_DIRECT, or a FOPEN_DIRECT_IO
-  // dropbehind handle): pages other handles or mappings cached for this
-  // range are stale now (the kernel drops them around synchronous O_DIRECT
-  // writes only). The new bytes are already what the daemon returns, so a
-  // read racing with this gets them. Never for the kernel's own writeback
-  // of a mapping's pages (fi->writepage): those are the cache's bytes, and
-  // invalidating would wait for the very page this request writes back (a
-  // deadlock the mapped-write test of generic/085 ran into).
-  if ((fh & (kDirectHandle | kDropbehindHandle)) && !(fi && fi->writepage) && ctx(req).se && r.value() > 0)
+  // A write through a FOPEN_DIRECT_IO handle bypassed the page cache:
+  // pages other handles or mappings cached for this range are stale now.
+  // The new bytes are already what the daemon returns, so a read racing
+  // with this gets them. Only from requests that hold no page of the file:
+  // not the kernel's writeback of a mapping's pages (fi->writepage), and
+  // not writes of handles that use the page cache at all (the fallback of
+  // unaligned O_DIRECT tails) — invalidating would wait for the page the
+  // request itself holds (both deadlocks were found by generic/085, 067).
+  if ((fh & kUncachedHandle) && !(fi && fi->writepage) && ctx(req).se && r.value() > 0)
     fuse_lowlevel_notify_inval_inode(ctx(req).se, ino, off, off_t(r.value()));
   fuse_reply_write(req, r.value());
 }

@@ -24,6 +24,9 @@ struct FuseContext {
   unsigned readahead_kb = 16384;
   bool writeback_cache = false;  // ask for FUSE_CAP_WRITEBACK_CACHE
   bool posix_acl = true;         // ask for FUSE_CAP_POSIX_ACL (-o noacl: not)
+  // The kernel maps FOPEN_DIRECT_IO handles (Linux 6.6+, asked for at INIT):
+  // O_DIRECT handles are opened that way (set_open_mode in fuse_ops.cc).
+  bool direct_io_mmap = false;
   // For notifications to the kernel (cache invalidation); set once the
   // session exists.
   fuse_session* se = nullptr;

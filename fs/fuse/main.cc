@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -276,6 +277,16 @@ int remount(const char* mountpoint, bool read_only) {
   return 0;
 }
 
+// The running kernel is at least MAJOR.MINOR (FUSE features the INIT reply
+// does not confirm to libfuse 3.14).
+bool kernel_at_least(int major, int minor) {
+  struct utsname u;
+  if (uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
+
 // Add MS_STRICTATIME or MS_NODIRATIME to the live mount, keeping its other
 // flags (a bind remount changes the mount's flags only, with no request to
 // the daemon).
@@ -393,6 +404,7 @@ int main(int argc, char** argv) {
   extra_init.handle_killpriv_v2 = !o.writeback_cache;
   extra_init.direct_io_allow_mmap = true;
   request_init_flags(fuse_session_fd(se), extra_init);
+  fctx.direct_io_mmap = kernel_at_least(6, 6);
   const MountEntry mounted = find_mount(cmd.mountpoint);
   fctx.bdi = mounted.bdi;
   fctx.readahead_kb = o.readahead_kb;
