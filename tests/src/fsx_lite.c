@@ -2,7 +2,7 @@
  * fsx_lite - a small fsx-style file system exerciser.
  *
  * usage: fsx_lite [-N numops] [-S seed] [-l maxfilelen] [-o maxoplen]
- *                 [-M] [-d modelfile] FILE
+ *                 [-M] [-Z] [-d modelfile] FILE
  *
  * Performs random operations on FILE and checks every read against an
  * in-memory model of the expected contents:
@@ -17,6 +17,11 @@
  *   mapwrite    mmap + memcpy + msync     (disabled with -M)
  *   fsync       fsync / fdatasync
  *   reopen      close and open the file again
+ *
+ * With -Z (as fsx -Z), writes and half of the reads go through a second
+ * descriptor opened with O_DIRECT, block-aligned, and the mapped reads and
+ * writes map that O_DIRECT descriptor: buffered, direct and mapped access
+ * to one file, mixed, as some databases do.
  *
  * Like fsx, an fallocate mode or mmap that fails with EOPNOTSUPP (or
  * ENODEV for mmap) is switched off for the rest of the run, with a note on
@@ -69,6 +74,8 @@ static uint64_t rnd_below(uint64_t n)
 
 static const char *fname;
 static int fd = -1;
+static int dfd = -1;		/* -Z: the O_DIRECT descriptor */
+static int use_direct;
 static unsigned char *good;	/* expected contents; zero beyond file_size */
 static unsigned char *buf;
 static off_t file_size;
@@ -153,6 +160,25 @@ static void do_open(void)
 	fd = open(fname, O_RDWR | O_CREAT, 0644);
 	if (fd < 0)
 		die("open %s: %s", fname, strerror(errno));
+	if (use_direct) {
+		dfd = open(fname, O_RDWR | O_DIRECT);
+		if (dfd < 0)
+			die("open %s O_DIRECT: %s", fname, strerror(errno));
+	}
+}
+
+/* -Z: the whole blocks around [*off, *off + *len) below `limit`. */
+static int align_range(off_t *off, size_t *len, off_t limit)
+{
+	off_t s = *off & ~(off_t)4095, e = (*off + (off_t)*len + 4095) & ~(off_t)4095;
+
+	if (e > (limit & ~(off_t)4095))
+		e = limit & ~(off_t)4095;
+	if (e <= s)
+		return 0;
+	*off = s;
+	*len = (size_t)(e - s);
+	return 1;
 }
 
 static void full_check(const char *what)
@@ -214,8 +240,13 @@ static void op_read(void)
 	if (file_size == 0)
 		return;
 	pick_range(&off, &len, file_size);
-	log_op(OP_READ, off, len);
-	r = pread(fd, buf, len, off);
+	if (use_direct && rnd_below(2) && align_range(&off, &len, file_size)) {
+		log_op(OP_READ, off, len);
+		r = pread(dfd, buf, len, off);
+	} else {
+		log_op(OP_READ, off, len);
+		r = pread(fd, buf, len, off);
+	}
 	if (r != (ssize_t)len)
 		die("read 0x%jx+0x%zx returned %zd: %s", (intmax_t)off, len, r,
 		    r < 0 ? strerror(errno) : "short read");
@@ -229,10 +260,12 @@ static void op_write(void)
 	ssize_t r;
 
 	pick_range(&off, &len, maxfilelen);
+	if (use_direct && !align_range(&off, &len, maxfilelen))
+		return;
 	for (i = 0; i < len; i++)
 		buf[i] = (unsigned char)(rnd() >> 56) | 1;	/* never 0 */
 	log_op(OP_WRITE, off, len);
-	r = pwrite(fd, buf, len, off);
+	r = pwrite(use_direct ? dfd : fd, buf, len, off);
 	if (r != (ssize_t)len)
 		die("write 0x%jx+0x%zx returned %zd: %s", (intmax_t)off, len, r,
 		    r < 0 ? strerror(errno) : "short write");
@@ -332,7 +365,7 @@ static void op_mapread(void)
 	pick_range(&off, &len, file_size);
 	log_op(OP_MAPREAD, off, len);
 	pg = off & ~(off_t)(pagesize - 1);
-	p = mmap(NULL, len + (off - pg), PROT_READ, MAP_SHARED, fd, pg);
+	p = mmap(NULL, len + (off - pg), PROT_READ, MAP_SHARED, use_direct ? dfd : fd, pg);
 	if (p == MAP_FAILED) {
 		if (errno == ENODEV || errno == EOPNOTSUPP) {
 			disable(OP_MAPREAD, strerror(errno));
@@ -362,7 +395,7 @@ static void op_mapwrite(void)
 	}
 	pg = off & ~(off_t)(pagesize - 1);
 	p = mmap(NULL, len + (off - pg), PROT_READ | PROT_WRITE, MAP_SHARED,
-		 fd, pg);
+		 use_direct ? dfd : fd, pg);
 	if (p == MAP_FAILED) {
 		if (errno == ENODEV || errno == EOPNOTSUPP) {
 			disable(OP_MAPWRITE, strerror(errno));
@@ -393,6 +426,8 @@ static void op_reopen(void)
 	log_op(OP_REOPEN, 0, 0);
 	if (close(fd) < 0)
 		die("close: %s", strerror(errno));
+	if (dfd >= 0 && close(dfd) < 0)
+		die("close: %s", strerror(errno));
 	do_open();
 }
 
@@ -403,13 +438,14 @@ int main(int argc, char **argv)
 	int total_weight = 0, c, i;
 
 	rng_state = 0x9e3779b97f4a7c15ULL;
-	while ((c = getopt(argc, argv, "N:S:l:o:Md:")) != -1) {
+	while ((c = getopt(argc, argv, "N:S:l:o:MZd:")) != -1) {
 		switch (c) {
 		case 'N': numops = atol(optarg); break;
 		case 'S': rng_state ^= strtoull(optarg, NULL, 0) * 0x2545F4914F6CDD1DULL; break;
 		case 'l': maxfilelen = atol(optarg); break;
 		case 'o': maxoplen = atol(optarg); break;
 		case 'M': disabled[OP_MAPREAD] = disabled[OP_MAPWRITE] = 1; break;
+		case 'Z': use_direct = 1; break;
 		case 'd': modelfile = optarg; break;
 		default: goto usage;
 		}
@@ -421,7 +457,10 @@ int main(int argc, char **argv)
 	fname = argv[optind];
 	pagesize = sysconf(_SC_PAGESIZE);
 	good = calloc(maxfilelen, 1);
-	buf = malloc(maxoplen > (size_t)maxfilelen ? maxoplen : (size_t)maxfilelen);
+	/* aligned for O_DIRECT, with room for an aligned range around maxoplen */
+	if (posix_memalign((void **)&buf, 4096,
+			   (maxoplen > (size_t)maxfilelen ? maxoplen : (size_t)maxfilelen) + 8192))
+		buf = NULL;
 	if (!good || !buf)
 		die("out of memory");
 
@@ -473,6 +512,6 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: fsx_lite [-N numops] [-S seed] [-l maxfilelen] "
-			"[-o maxoplen] [-M] [-d modelfile] file\n");
+			"[-o maxoplen] [-M] [-Z] [-d modelfile] file\n");
 	return 2;
 }
