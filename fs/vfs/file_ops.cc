@@ -25,14 +25,7 @@ Status Filesystem::open(uint64_t ino, bool truncate, const Caller& c) {
       release(ino);
       return st;
     }
-    bool mode_changed;
-    {
-      std::lock_guard lk(engine_->mutex());
-      in->item.mtime = in->item.ctime = current_time();
-      mode_changed = data_changed_by(*in, c);
-      mark_dirty(*in);
-    }
-    if (mode_changed) attrs_changed(ino);
+    data_changed(*in, c, true);
   }
   return Status::Ok();
 }
@@ -56,6 +49,19 @@ bool Filesystem::touch_atime(Inode& in) {
   it.atime = now;
   mark_dirty(in);
   return true;
+}
+
+void Filesystem::data_changed(Inode& in, const Caller& c, bool mtime) {
+  bool mode_changed;
+  {
+    std::lock_guard lk(engine_->mutex());
+    const Timespec now = current_time();
+    in.item.ctime = now;
+    if (mtime) in.item.mtime = now;
+    mode_changed = data_changed_by(in, c);
+    mark_dirty(in);
+  }
+  if (mode_changed) attrs_changed(in.ino);
 }
 
 bool Filesystem::data_changed_by(Inode& in, const Caller& c) {
@@ -127,14 +133,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
   std::shared_lock io(in->io_lock);
   ASSIGN_OR_RETURN(size_t n, writeback_->write(in, off, buf, len,
                                                dropbehind || dropbehind_all_ || (in->item.flags & kInodeFlagDropbehind)));
-  bool mode_changed;
-  {
-    std::lock_guard lk(engine_->mutex());
-    in->item.mtime = in->item.ctime = current_time();
-    mode_changed = data_changed_by(*in, c);
-    mark_dirty(*in);
-  }
-  if (mode_changed) attrs_changed(ino);
+  data_changed(*in, c, true);
   return n;
 }
 
@@ -186,16 +185,9 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
   if (mode & FALLOC_FL_PUNCH_HOLE) RETURN_IF_ERROR(data_->punch_hole(*in, off, len));
   else if (mode & FALLOC_FL_ZERO_RANGE) RETURN_IF_ERROR(data_->zero_range(*in, off, len, keep));
   else RETURN_IF_ERROR(data_->preallocate(*in, off, len, keep));
-  bool mode_changed;
-  {
-    std::lock_guard lk(engine_->mutex());
-    Timespec now = current_time();
-    in->item.ctime = now;
-    if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) in->item.mtime = now;
-    mode_changed = data_changed_by(*in, c);  // file_modified() in the kernel: every mode
-    mark_dirty(*in);
-  }
-  if (mode_changed) attrs_changed(ino);
+  // file_modified() in the kernel: the set-ID rule for every mode; only
+  // punching and zeroing change the bytes (mtime).
+  data_changed(*in, c, mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE));
   return Status::Ok();
 }
 

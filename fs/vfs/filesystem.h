@@ -196,9 +196,13 @@ class Filesystem {
   // policy says so (relatime: atime not newer than mtime or ctime, or a
   // day old). Returns whether it moved.
   bool touch_atime(Inode& in);
-  // A change of the file's data by `c` (engine mutex held): SUID/SGID as
-  // vfs/setid.h says. Cheap unless the file carries a set-ID bit. Returns
-  // whether the mode changed (then call attrs_changed without the mutex).
+  // After a change of the file's data by `c` (takes the engine mutex):
+  // ctime (and mtime), the set-ID rule, dirty; the kernel's cached
+  // attributes dropped if the mode changed.
+  void data_changed(Inode& in, const Caller& c, bool mtime);
+  // The set-ID part (engine mutex held): SUID/SGID as vfs/setid.h says.
+  // Cheap unless the file carries a set-ID bit. Returns whether the mode
+  // changed (then call attrs_changed without the mutex).
   bool data_changed_by(Inode& in, const Caller& c);
   void attrs_changed(uint64_t ino);
   // All other private helpers require the engine mutex held.
