@@ -323,9 +323,9 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   auto* h = reinterpret_cast<DirHandle*>(fi->fh);
   if (off == 0) {
-    // rewinddir(): the listing starts over and shows what is there now.
-    bool unused;
-    auto r = fsys(req).opendir(in_ino(ino), &unused);
+    // rewinddir(): the listing starts over and shows what is there now
+    // (opendir counted the access).
+    auto r = fsys(req).opendir(in_ino(ino));
     if (!r.ok()) return reply_err(req, r.status());
     h->end_index = r.value();
   }

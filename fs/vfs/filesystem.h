@@ -141,8 +141,9 @@ class Filesystem {
   // ends even while every name is renamed away and back during it.
   Status readdir(uint64_t ino, uint64_t offset, bool plus, const std::function<bool(const DirEntryOut&)>& emit,
                  uint64_t end_index = ~uint64_t(0));
-  // The directory's next index (for readdir's `end_index`); counts as an
-  // access of the directory (atime). `*atime_changed`: it moved atime.
+  // The directory's next index (for readdir's `end_index`). With
+  // `atime_changed`, also an access of the directory (atime), and whether
+  // it moved atime; without (O_NOATIME, rewinddir), no access.
   Result<uint64_t> opendir(uint64_t ino, bool* atime_changed = nullptr);
 
   // ---- Files ----

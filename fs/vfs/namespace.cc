@@ -391,8 +391,7 @@ Result<uint64_t> Filesystem::opendir(uint64_t ino, bool* atime_changed) {
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto dir, get_inode(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-  const bool moved = touch_atime(*dir);
-  if (atime_changed) *atime_changed = moved;
+  if (atime_changed) *atime_changed = touch_atime(*dir);
   return dir->item.sequence;
 }
 
