@@ -127,7 +127,7 @@ void print_report(const Args& a, const CheckReport& r, const std::vector<std::st
   for (const auto& c : changes) std::cout << "REPAIRED: " << c << "\n";
   for (const auto& p : r.problems) std::cout << (p.warning ? "WARNING: " : "ERROR: ") << p.message << "\n";
   if (a.verbose || !r.clean())
-    std::cout << a.image << ": generation " << r.stats.generation << ", " << r.stats.trees << " trees, " << r.stats.nodes
+    std::cout << a.image << ": generation " << r.stats.generation << ", " << r.stats.chunks << " chunks, " << r.stats.trees << " trees, " << r.stats.nodes
               << " nodes, " << r.stats.items << " items, " << r.stats.inodes << " inodes, " << r.stats.data_extents
               << " data extents\n";
   std::cout << a.image << ": " << (r.clean() ? "clean" : std::to_string(r.problems.size()) + " problem(s) found") << "\n";

@@ -10,10 +10,45 @@ constexpr uint64_t kChunkLogicalGap = kMiB;
 uint64_t clamp_mib(uint64_t v, uint64_t lo, uint64_t hi) { return std::clamp(v / kMiB * kMiB, lo, hi); }
 }  // namespace
 
+ChunkMap::ChunkMap(uint64_t device_size, const std::vector<Chunk>& chunks, uint64_t next_logical)
+    : device_size_(device_size), next_logical_(next_logical) {
+  for (const Chunk& c : chunks) load(c);
+}
+
+void ChunkMap::load(const Chunk& c) {
+  if (auto it = chunks_.find(c.logical); it != chunks_.end()) bytes_of_[it->second.type] -= it->second.length;
+  chunks_[c.logical] = c;
+  bytes_of_[c.type] += c.length;
+}
+
 const Chunk* ChunkMap::find(uint64_t logical) const {
-  for (const Chunk& c : chunks_)
-    if (logical >= c.logical && logical < c.logical + c.length) return &c;
-  return nullptr;
+  auto it = chunks_.upper_bound(logical);
+  if (it == chunks_.begin()) return nullptr;
+  --it;
+  const Chunk& c = it->second;
+  return logical - c.logical < c.length ? &c : nullptr;
+}
+
+std::vector<Chunk> ChunkMap::chunks() const {
+  std::vector<Chunk> out;
+  out.reserve(chunks_.size());
+  for (auto& [l, c] : chunks_) out.push_back(c);
+  return out;
+}
+
+std::vector<Chunk> ChunkMap::chunks_of(uint32_t type) const {
+  std::vector<Chunk> out;
+  for (auto& [l, c] : chunks_)
+    if (c.type == type) out.push_back(c);
+  return out;
+}
+
+void ChunkMap::remove(uint64_t logical) {
+  auto it = chunks_.find(logical);
+  if (it == chunks_.end()) return;
+  bytes_of_[it->second.type] -= it->second.length;
+  chunks_.erase(it);
+  changed_.insert(logical);
 }
 
 Result<std::vector<uint64_t>> ChunkMap::map(uint64_t logical, uint64_t len) const {
@@ -26,10 +61,16 @@ Result<std::vector<uint64_t>> ChunkMap::map(uint64_t logical, uint64_t len) cons
 }
 
 uint64_t ChunkMap::preferred_size(uint32_t type) const {
-  // Sized so the chunk array never outgrows the superblock: at most ~32
-  // metadata and ~16 data chunks fill any device (docs/design.md).
-  if (type == kChunkMetadata) return clamp_mib(device_size_ / 32, 8 * kMiB, 1024 * kMiB);
-  return clamp_mib(device_size_ / 16, 16 * kMiB, 8192 * kMiB);
+  // Small enough that the space a chunk type holds back (one partly used
+  // chunk of each, and the metadata reserve) stays near 1 % of any device,
+  // large enough that a 64 TiB device has some ten thousand chunks, a chunk
+  // tree of a few dozen leaves (docs/design.md, "Chunks").
+  uint64_t size;
+  if (type == kChunkSystem) size = clamp_mib(device_size_ / 2048, 1 * kMiB, 32 * kMiB);
+  else if (type == kChunkMetadata) size = clamp_mib(device_size_ / 256, 8 * kMiB, 1024 * kMiB);
+  else size = clamp_mib(device_size_ / 64, 16 * kMiB, 4096 * kMiB);
+  if (max_chunk_size_) size = std::max(kMiB, std::min(size, max_chunk_size_ / kMiB * kMiB));
+  return size;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> ChunkMap::physical_gaps() const {
@@ -37,7 +78,7 @@ std::vector<std::pair<uint64_t, uint64_t>> ChunkMap::physical_gaps() const {
   for (uint64_t sb : kSuperblockOffsets)
     // The first reserve starts at 0 so boot sectors and foreign signatures stay clear too.
     if (sb < device_size_) used.push_back({sb == kSuperblockOffsets[0] ? 0 : sb, kSuperblockReserve});
-  for (const Chunk& c : chunks_)
+  for (auto& [l, c] : chunks_)
     for (uint32_t s = 0; s < c.num_stripes; s++) used.push_back({c.physical[s], c.length});
   std::sort(used.begin(), used.end());
   std::vector<std::pair<uint64_t, uint64_t>> gaps;
@@ -65,7 +106,6 @@ uint64_t ChunkMap::unallocated(uint32_t profile) const {
 }
 
 Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_len) {
-  if (chunks_.size() >= Superblock::kMaxChunks) return Status::NoSpace("chunk array is full");
   min_len = std::max<uint64_t>((min_len + kMiB - 1) / kMiB * kMiB, kMiB);
   const uint64_t want = std::max(preferred_size(type), min_len);
   auto gaps = physical_gaps();
@@ -90,23 +130,22 @@ Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_l
     // DUP: two ranges, preferably in different gaps so the copies lie far apart.
     uint64_t len = want;
     for (; len >= min_len; len = len / 2 / kMiB * kMiB) {
-      std::vector<uint64_t> starts;
+      // Spread the copies: the first fitting range and the last one.
+      uint64_t fits = 0, first = 0, last = 0;
       for (auto& g : gaps) {
-        uint64_t fits = g.second / len;
-        for (uint64_t k = 0; k < fits && starts.size() < 2; k++) starts.push_back(g.first + k * len);
-        if (starts.size() == 2) break;
+        const uint64_t n = g.second / len;
+        if (n == 0) continue;
+        if (fits == 0) first = g.first;
+        last = g.first + (n - 1) * len;
+        fits += n;
       }
-      if (starts.size() == 2) {
-        // Spread the copies: take the first fitting range and the last one.
-        std::vector<uint64_t> all;
-        for (auto& g : gaps)
-          for (uint64_t k = 0; k < g.second / len; k++) all.push_back(g.first + k * len);
-        c.physical[0] = all.front();
-        c.physical[1] = all.back();
+      if (fits >= 2) {
+        c.physical[0] = first;
+        c.physical[1] = last;
         c.length = len;
         break;
       }
-      if (len == kMiB) break;
+      if (len <= kMiB) break;
     }
     if (c.length == 0) return Status::NoSpace("no unallocated device space for a new DUP chunk");
   }
@@ -114,7 +153,8 @@ Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_l
   // A gap between chunks keeps free ranges of neighbouring chunks from
   // merging in the allocator, so no extent ever spans two chunks.
   next_logical_ += c.length + kChunkLogicalGap;
-  chunks_.push_back(c);
+  load(c);
+  changed_.insert(c.logical);
   return c;
 }
 

@@ -10,6 +10,7 @@ SpaceAllocator::SpaceAllocator(ChunkMap* chunks, uint32_t data_profile, uint32_t
 void SpaceAllocator::init_from_chunks() {
   data_free_.clear();
   meta_free_.clear();
+  system_free_.clear();
   for (const Chunk& c : chunks_->chunks()) insert_free(map_for(c.type), c.logical, c.length);
 }
 
@@ -44,12 +45,16 @@ bool SpaceAllocator::take(FreeMap& m, uint64_t start, uint64_t len) {
   return true;
 }
 
-void SpaceAllocator::mark_used(uint64_t start, uint64_t len) {
-  if (!take(data_free_, start, len)) take(meta_free_, start, len);
+bool SpaceAllocator::mark_used(uint64_t start, uint64_t len) {
+  const Chunk* c = chunks_->find(start);
+  return c && c->contains(start, len) && take(map_for(c->type), start, len);
 }
 
 Status SpaceAllocator::grow(uint32_t type, uint64_t min_len) {
-  uint32_t profile = type == kChunkData ? data_profile_ : meta_profile_;
+  uint32_t profile = profile_for(type);
+  // Empty chunks of the other types first: their space may be what is missing.
+  if (chunks_->unallocated(profile) < std::max(min_len, chunks_->preferred_size(type)) * (profile == kProfileDup ? 2 : 1))
+    reclaim_empty();
   if (type == kChunkData) {
     // Keep room for one more metadata chunk: running out of metadata space
     // is what turns a full disk into an unmountable one.
@@ -60,8 +65,31 @@ Status SpaceAllocator::grow(uint32_t type, uint64_t min_len) {
   }
   ASSIGN_OR_RETURN(Chunk c, chunks_->allocate(type, profile, min_len));
   insert_free(map_for(type), c.logical, c.length);
-  chunks_changed_ = true;
   return Status::Ok();
+}
+
+size_t SpaceAllocator::reclaim_empty() {
+  size_t n = 0;
+  for (uint32_t type : {kChunkData, kChunkMetadata}) {
+    std::vector<Chunk> of = chunks_->chunks_of(type);
+    size_t left = of.size();
+    FreeMap& m = map_for(type);
+    for (const Chunk& c : of) {
+      if (left <= 1) break;
+      if (c.logical == chunks_->last_logical()) continue;
+      // Chunks never touch (a logical gap lies between them), so a free
+      // range equal to the chunk means the chunk is wholly free.
+      auto it = m.find(c.logical);
+      if (it == m.end() || it->second != c.length) continue;
+      m.erase(it);
+      chunks_->remove(c.logical);
+      if (cursor_[type] >= c.logical && cursor_[type] < c.logical + c.length) cursor_[type] = 0;
+      left--;
+      n++;
+    }
+  }
+  chunks_reclaimed_ += n;
+  return n;
 }
 
 Result<uint64_t> SpaceAllocator::alloc(uint32_t type, uint64_t len, uint64_t align) {

@@ -2,8 +2,12 @@
 // In-memory free-space allocator with pinned extents (docs/design.md, "Space").
 //
 // The free-space map is not stored on disk: at open it is rebuilt from the
-// chunk array and the extent tree (every allocated extent has an item), a
-// deliberate trade of open time for a format with one source of truth.
+// chunk map, the extent tree (every allocated extent has an item) and the
+// chunk tree's own nodes (the only things in system chunks), a deliberate
+// trade of open time for a format with one source of truth.
+//
+// Empty chunks are given back (reclaim_empty): at each commit, and at once
+// when a chunk of another type needs the device space.
 //
 // Pinning (invariant 1): space freed during transaction T may still be
 // referenced by the last durable superblock, so it goes to the pinned list
@@ -28,7 +32,9 @@ class SpaceAllocator {
 
   // Add every chunk's range as free; then mark_used() each allocated extent.
   void init_from_chunks();
-  void mark_used(uint64_t start, uint64_t len);
+  // False when [start, start+len) is not free space of one chunk (outside
+  // every chunk, or overlapping something marked before).
+  bool mark_used(uint64_t start, uint64_t len);
 
   // Allocate exactly `len` bytes (aligned to `align`) of the given chunk
   // type, creating a chunk when the existing ones are full.
@@ -51,13 +57,25 @@ class SpaceAllocator {
   // but keeping a metadata reserve so deletes and commits never run dry.
   uint64_t data_available() const;
   uint64_t metadata_available() const;
-  bool chunks_changed() const { return chunks_changed_; }
-  void clear_chunks_changed() { chunks_changed_ = false; }
+  bool chunks_changed() const { return !chunks_->changed().empty(); }
+
+  // Give back every data and metadata chunk nothing lives in: no extent, no
+  // node, nothing pinned (so the last durable state references nothing in
+  // it either, and its device space may be reused at once). The last chunk
+  // of each type stays, and so does the chunk with the highest logical
+  // address (the next chunk's address follows it). Returns how many went.
+  size_t reclaim_empty();
+  uint64_t chunks_reclaimed() const { return chunks_reclaimed_; }
 
  private:
   using FreeMap = std::map<uint64_t, uint64_t>;  // start -> length
-  FreeMap& map_for(uint32_t type) { return type == kChunkData ? data_free_ : meta_free_; }
-  const FreeMap& map_for(uint32_t type) const { return type == kChunkData ? data_free_ : meta_free_; }
+  FreeMap& map_for(uint32_t type) {
+    return type == kChunkData ? data_free_ : type == kChunkSystem ? system_free_ : meta_free_;
+  }
+  const FreeMap& map_for(uint32_t type) const {
+    return type == kChunkData ? data_free_ : type == kChunkSystem ? system_free_ : meta_free_;
+  }
+  uint32_t profile_for(uint32_t type) const { return type == kChunkData ? data_profile_ : meta_profile_; }
   void insert_free(FreeMap& m, uint64_t start, uint64_t len);
   bool take(FreeMap& m, uint64_t start, uint64_t len);
   Status grow(uint32_t type, uint64_t min_len);
@@ -65,12 +83,12 @@ class SpaceAllocator {
 
   ChunkMap* chunks_;
   uint32_t data_profile_, meta_profile_, node_size_;
-  FreeMap data_free_, meta_free_;
+  FreeMap data_free_, meta_free_, system_free_;
   std::map<uint32_t, uint64_t> cursor_;
   std::vector<std::pair<uint64_t, uint64_t>> pinned_;
   uint64_t pinned_bytes_ = 0;
   uint64_t pinned_data_bytes_ = 0;
-  bool chunks_changed_ = false;
+  uint64_t chunks_reclaimed_ = 0;
 };
 
 }  // namespace cairn

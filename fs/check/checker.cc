@@ -32,6 +32,7 @@ std::string tree_name(uint64_t id) {
     case kExtentTreeId: return "extent tree";
     case kFsTreeId: return "fs tree";
     case kCsumTreeId: return "checksum tree";
+    case kChunkTreeId: return "chunk tree";
   }
   return "tree " + std::to_string(id);
 }
@@ -85,7 +86,7 @@ class Checker {
 
   Result<CheckReport> run() {
     if (!check_superblocks()) return std::move(report_);
-    chunks_ = std::make_unique<ChunkMap>(sb_.total_bytes, sb_.chunks, sb_.next_chunk_logical);
+    if (!load_chunk_map()) return std::move(report_);
     walk(kRootTreeId, sb_.root, sb_.root_level, sb_.root_generation, Key::Min(), std::nullopt, true);
     for (auto& [id, ri] : roots_) {
       if (opts_.progress) opts_.progress(0.2 + 0.6 * double(report_.stats.trees) / double(roots_.size() + 1));
@@ -126,6 +127,27 @@ class Checker {
     report_.problems.push_back(std::move(p));
   }
 
+  // The chunk map: the superblock's system chunks are enough to read the
+  // chunk tree, whose items give the rest. Without a usable map no other
+  // tree can be read.
+  bool load_chunk_map() {
+    chunks_ = std::make_unique<ChunkMap>(sb_.total_bytes, sb_.chunks, sb_.next_chunk_logical);
+    std::vector<Chunk> all = sb_.chunks;
+    if (sb_.has_chunk_tree()) {
+      walk(kChunkTreeId, sb_.chunk_root, sb_.chunk_root_level, sb_.chunk_root_generation, Key::Min(), std::nullopt, true);
+      all = chunk_items_;
+    }
+    Status st = sb_.check_chunk_map(all);
+    if (!st.ok()) add("chunk-map", "chunk map: " + st.message(), kChunkTreeId, 0);
+    if (unreadable_trees_.count(kChunkTreeId)) {
+      add("chunk-map", "the chunk tree is unreadable: no other tree can be checked", kChunkTreeId, 0);
+      return false;
+    }
+    for (const Chunk& c : all) chunks_->load(c);
+    report_.stats.chunks = all.size();
+    return true;
+  }
+
   bool check_superblocks() {
     std::vector<SuperblockCopyInfo> copies;
     auto best = Engine::read_superblock(dev_, &copies);
@@ -160,7 +182,8 @@ class Checker {
       return std::nullopt;
     }
     const Chunk* c = chunks_->find(bytenr);
-    if (c->type != kChunkMetadata) add("node-address", tree_name(tree) + ": node " + hex(bytenr) + " lies in a data chunk", tree, bytenr);
+    if ((tree == kChunkTreeId) != (c->type == kChunkSystem) || c->type == kChunkData)
+      add("node-address", tree_name(tree) + ": node " + hex(bytenr) + " lies in a " + chunk_type_name(c->type) + " chunk", tree, bytenr);
     NodeExpectation e;
     e.bytenr = bytenr;
     e.level = level;
@@ -212,7 +235,7 @@ class Checker {
     if (n->is_leaf()) {
       // The engine's own rules for every item (it refuses this leaf whole
       // if any fails); then fsck's cross-item checks on what decodes.
-      const TreeCheckContext tc{sb_.node_size, sb_.csum_type, sb_.generation, sb_.next_chunk_logical};
+      const TreeCheckContext tc{sb_.node_size, sb_.csum_type, sb_.generation, sb_.next_chunk_logical, sb_.total_bytes};
       for (const std::string& v : check_leaf(*n, tc, SIZE_MAX)) add("item-corrupt", tree_name(tree) + ": " + v, tree, bytenr);
       for (size_t i = 0; i < n->keys.size(); i++) {
         report_.stats.items++;
@@ -235,7 +258,9 @@ class Checker {
     // already (walk); an item breaking it is only kept out of the
     // bookkeeping here. What follows checks what the tree checker cannot:
     // items against each other.
-    if (tree == kRootTreeId) {
+    if (tree == kChunkTreeId) {
+      if (k.type == kChunkItem && d.size() == Chunk::kDiskSize) chunk_items_.push_back(Chunk::decode(d.data()));
+    } else if (tree == kRootTreeId) {
       if (k.type == kRootItem) {
         auto ri = RootItem::decode(d);
         if (!ri.ok() || k.objectid == kRootTreeId) return;
@@ -348,6 +373,12 @@ class Checker {
     // Tree blocks found by walking vs METADATA_ITEMs.
     for (auto& [b, seen] : blocks_) {
       auto it = meta_items_.find(b);
+      // The chunk tree's blocks live in system chunks, outside the extent tree.
+      if (seen.owner == kChunkTreeId) {
+        if (it != meta_items_.end())
+          add("extent-backref", "extent tree records chunk tree node " + hex(b), kExtentTreeId, b);
+        continue;
+      }
       if (it == meta_items_.end()) {
         add("extent-missing", tree_name(seen.owner) + ": node " + hex(b) + " is not recorded in the extent tree", kExtentTreeId, b);
       } else if (it->second.owner != seen.owner || it->second.level != seen.level) {
@@ -541,6 +572,7 @@ class Checker {
   CheckReport report_;
   Superblock sb_;
   std::unique_ptr<ChunkMap> chunks_;
+  std::vector<Chunk> chunk_items_;  // the chunk tree's items, in key order
   std::map<uint64_t, RootItem> roots_;
   std::map<uint64_t, TreeBlockSeen> blocks_;
   std::map<uint64_t, TreeBlockSeen> meta_items_;
@@ -561,7 +593,8 @@ nlohmann::json CheckReport::to_json() const {
   j["stats"] = {{"trees", stats.trees},           {"nodes", stats.nodes},
                 {"items", stats.items},           {"inodes", stats.inodes},
                 {"data_extents", stats.data_extents}, {"data_bytes", stats.data_bytes},
-                {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items}};
+                {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items},
+                {"chunks", stats.chunks}};
   j["problems"] = nlohmann::json::array();
   for (const auto& p : problems) {
     nlohmann::json e = {{"code", p.code}, {"message", p.message}, {"severity", p.warning ? "warning" : "error"}};

@@ -40,6 +40,7 @@ struct CheckStats {
   uint64_t trees = 0, nodes = 0, items = 0;
   uint64_t data_extents = 0, data_bytes = 0, tree_bytes = 0;
   uint64_t inodes = 0, csum_items = 0;
+  uint64_t chunks = 0;
 };
 
 struct CheckReport {

@@ -18,7 +18,7 @@ using RefKey = std::tuple<uint64_t, uint64_t, uint64_t>;  // root, ino, offset (
 Result<std::map<uint64_t, std::map<RefKey, uint32_t>>> file_references(Engine& e, const std::set<uint64_t>& wanted) {
   std::map<uint64_t, std::map<RefKey, uint32_t>> out;
   for (uint64_t id : e.tree_ids()) {
-    if (id == kRootTreeId || id == kExtentTreeId || id == kCsumTreeId) continue;
+    if (id == kRootTreeId || id == kExtentTreeId || id == kCsumTreeId || id == kChunkTreeId) continue;
     if (e.root_ref(id).flags & kRootFlagKeyValue) continue;
     BTree t = e.tree(id);
     Cursor c = t.cursor();

@@ -30,6 +30,7 @@ constexpr uint64_t kFirstLogical = 1ULL << 20;
 // Tree ids (node owner field and ROOT_ITEM objectids).
 constexpr uint64_t kRootTreeId = 1;
 constexpr uint64_t kExtentTreeId = 2;
+constexpr uint64_t kChunkTreeId = 3;  // its root is in the superblock, not the root tree
 constexpr uint64_t kFsTreeId = 5;
 constexpr uint64_t kCsumTreeId = 7;
 
@@ -39,6 +40,7 @@ constexpr uint64_t kOrphanObjectId = ~0ULL - 4;   // -5: orphan items
 constexpr uint64_t kCsumObjectId = ~0ULL - 9;     // -10: EXTENT_CSUM items
 constexpr uint64_t kDevStatsObjectId = 0;         // DEV_STATS item in the root tree
 constexpr uint64_t kScrubObjectId = 1;            // scrub progress item in the root tree
+constexpr uint64_t kChunkItemObjectId = 256;      // objectid of CHUNK_ITEM keys in the chunk tree
 
 // Item types: the key's type byte. Numbers follow btrfs where a btrfs
 // counterpart exists, so the trees read familiarly.
@@ -58,20 +60,26 @@ enum ItemType : uint8_t {
   kTreeBlockRef = 176,
   kExtentDataRef = 178,
   kScrubProgress = 248,
+  kChunkItem = 228,
   kDevStats = 249,
 };
 
-// Chunk types and profiles (docs/format.md, "Chunk array").
-enum ChunkType : uint32_t { kChunkData = 1, kChunkMetadata = 2 };
+// Chunk types and profiles (docs/format.md, "Chunks"). System chunks hold
+// the chunk tree's nodes and nothing else.
+enum ChunkType : uint32_t { kChunkData = 1, kChunkMetadata = 2, kChunkSystem = 4 };
 enum Profile : uint32_t { kProfileSingle = 0, kProfileDup = 1 };
 
 // Extent item flags.
 constexpr uint64_t kExtentFlagData = 1;
 constexpr uint64_t kExtentFlagTreeBlock = 2;
 
-// Feature flags: none defined yet. An image with unknown incompat bits is
-// refused; unknown compat_ro bits allow a read-only open only.
-constexpr uint64_t kSupportedIncompat = 0;
+// Feature flags. An image with unknown incompat bits is refused; unknown
+// compat_ro bits allow a read-only open only.
+// CHUNK_TREE: the chunk map is the chunk tree; the superblock's array holds
+// only the system chunks (without it, the array holds every chunk: images
+// made before the chunk tree, upgraded at their first commit).
+constexpr uint64_t kIncompatChunkTree = 1;
+constexpr uint64_t kSupportedIncompat = kIncompatChunkTree;
 constexpr uint64_t kSupportedCompatRo = 0;
 
 }  // namespace cairn

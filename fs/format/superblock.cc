@@ -40,32 +40,12 @@ enum : size_t {
   kOffNumChunks = 160,
   kOffLabel = 168,
   kOffRootGeneration = 424,
+  kOffChunkRoot = 432,
+  kOffChunkRootGeneration = 440,
+  kOffChunkRootLevel = 448,
   kOffChunks = 512,
 };
 static_assert(kOffChunks + Superblock::kMaxChunks * Chunk::kDiskSize <= kSuperblockSize);
-
-void encode_chunk(const Chunk& c, uint8_t* p) {
-  put_le64(p + 0, c.logical);
-  put_le64(p + 8, c.length);
-  put_le32(p + 16, c.type);
-  put_le32(p + 20, c.profile);
-  put_le32(p + 24, c.num_stripes);
-  put_le32(p + 28, 0);
-  put_le64(p + 32, c.physical[0]);
-  put_le64(p + 40, c.physical[1]);
-}
-
-Chunk decode_chunk(const uint8_t* p) {
-  Chunk c;
-  c.logical = get_le64(p + 0);
-  c.length = get_le64(p + 8);
-  c.type = get_le32(p + 16);
-  c.profile = get_le32(p + 20);
-  c.num_stripes = get_le32(p + 24);
-  c.physical[0] = get_le64(p + 32);
-  c.physical[1] = get_le64(p + 40);
-  return c;
-}
 
 std::string hex(uint64_t v) {
   char b[32];
@@ -116,6 +96,9 @@ void Superblock::encode(uint8_t* buf) const {
   put_le64(buf + kOffGeneration, generation);
   put_le64(buf + kOffRoot, root);
   put_le64(buf + kOffRootGeneration, root_generation);
+  put_le64(buf + kOffChunkRoot, chunk_root);
+  put_le64(buf + kOffChunkRootGeneration, chunk_root_generation);
+  put_u8(buf + kOffChunkRootLevel, chunk_root_level);
   put_le64(buf + kOffTotalBytes, total_bytes);
   put_le64(buf + kOffBytesUsed, bytes_used);
   put_le32(buf + kOffVersion, format_version);
@@ -132,7 +115,7 @@ void Superblock::encode(uint8_t* buf) const {
   put_le32(buf + kOffNumChunks, uint32_t(chunks.size()));
   std::memcpy(buf + kOffLabel, label.data(), std::min(label.size(), kLabelSize - 1));
   for (size_t i = 0; i < chunks.size() && i < kMaxChunks; i++)
-    encode_chunk(chunks[i], buf + kOffChunks + i * Chunk::kDiskSize);
+    chunks[i].encode(buf + kOffChunks + i * Chunk::kDiskSize);
   uint8_t sum[kMaxCsumSize];
   csum_compute(csum_type, buf + kMaxCsumSize, kSuperblockSize - kMaxCsumSize, sum);
   std::memcpy(buf + kOffCsum, sum, kMaxCsumSize);
@@ -156,6 +139,9 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
   sb.generation = get_le64(buf + kOffGeneration);
   sb.root = get_le64(buf + kOffRoot);
   sb.root_generation = get_le64(buf + kOffRootGeneration);
+  sb.chunk_root = get_le64(buf + kOffChunkRoot);
+  sb.chunk_root_generation = get_le64(buf + kOffChunkRootGeneration);
+  sb.chunk_root_level = get_u8(buf + kOffChunkRootLevel);
   sb.total_bytes = get_le64(buf + kOffTotalBytes);
   sb.bytes_used = get_le64(buf + kOffBytesUsed);
   sb.format_version = get_le32(buf + kOffVersion);
@@ -189,55 +175,58 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
   if (sb.bytes_used > sb.total_bytes) return Status::Corruption(where + ": bytes used exceed the device size");
   uint32_t n = get_le32(buf + kOffNumChunks);
   if (n == 0 || n > kMaxChunks) return Status::Corruption(where + ": chunk count " + std::to_string(n));
+  const bool tree = sb.has_chunk_tree();
   for (uint32_t i = 0; i < n; i++) {
-    Chunk c = decode_chunk(buf + kOffChunks + i * Chunk::kDiskSize);
+    Chunk c = Chunk::decode(buf + kOffChunks + i * Chunk::kDiskSize);
     const std::string cw = where + ": chunk " + std::to_string(i);
-    if (c.length == 0 || c.length % sb.node_size || c.logical % sb.node_size)
-      return Status::Corruption(cw + ": misaligned");
-    if (c.type != kChunkData && c.type != kChunkMetadata) return Status::Corruption(cw + ": unknown type");
-    if (c.profile > kProfileDup || c.num_stripes != (c.profile == kProfileDup ? 2u : 1u))
-      return Status::Corruption(cw + ": bad profile/stripe count");
-    if (c.logical < kFirstLogical || c.logical + c.length > sb.next_chunk_logical || c.logical + c.length < c.logical)
-      return Status::Corruption(cw + ": logical range out of bounds");
-    for (uint32_t s = 0; s < c.num_stripes; s++)
-      if (c.physical[s] + c.length > sb.total_bytes || c.physical[s] + c.length < c.physical[s])
-        return Status::Corruption(cw + ": beyond the end of the device");
-    for (const Chunk& o : sb.chunks)
-      if (c.logical < o.logical + o.length && o.logical < c.logical + c.length)
-        return Status::Corruption(cw + ": overlaps another chunk");
+    Status st = validate_chunk(c, sb.total_bytes, sb.node_size, sb.next_chunk_logical);
+    if (!st.ok()) return Status::Corruption(cw + ": " + st.message());
+    // With a chunk tree the array is its bootstrap: system chunks only.
+    if (tree != (c.type == kChunkSystem))
+      return Status::Corruption(cw + ": a " + chunk_type_name(c.type) + " chunk in the superblock's array");
+    if (!sb.chunks.empty() && c.logical <= sb.chunks.back().logical)
+      return Status::Corruption(cw + ": not in logical order");
     sb.chunks.push_back(c);
   }
-  // Stripes: sector-aligned, clear of the first MiB and of every superblock
-  // copy's reserve, and never on top of each other (two chunks sharing
-  // physical space would overwrite each other's blocks).
-  struct Range {
-    uint64_t start, len;
-  };
-  // (The first copy's reserve starts at 0, as the allocator places it.)
-  std::vector<Range> taken;
-  for (uint64_t off : kSuperblockOffsets)
-    if (off < sb.total_bytes) taken.push_back({off == kSuperblockOffsets[0] ? 0 : off, kSuperblockReserve});
-  uint64_t logical_end = 0;
-  for (size_t i = 0; i < sb.chunks.size(); i++) {
-    const Chunk& c = sb.chunks[i];
-    logical_end = std::max(logical_end, c.logical + c.length);
-    for (uint32_t st = 0; st < c.num_stripes; st++) {
-      const std::string cw = where + ": chunk " + std::to_string(i) + " stripe " + std::to_string(st);
-      if (c.physical[st] % kSectorSize) return Status::Corruption(cw + ": physical address not sector-aligned");
-      for (const Range& r : taken)
-        if (c.physical[st] < r.start + r.len && r.start < c.physical[st] + c.length)
-          return Status::Corruption(cw + ": overlaps another stripe or a superblock reserve");
-      taken.push_back({c.physical[st], c.length});
-    }
+  if (Status st = validate_chunk_set(sb.chunks, sb.total_bytes); !st.ok())
+    return Status::Corruption(where + ": " + st.message());
+  if (tree) {
+    if (sb.chunk_root_level >= kMaxLevel)
+      return Status::Corruption(where + ": chunk root level " + std::to_string(sb.chunk_root_level));
+    if (sb.chunk_root_generation == 0 || sb.chunk_root_generation > sb.generation)
+      return Status::Corruption(where + ": chunk root generation " + std::to_string(sb.chunk_root_generation));
+    bool in_system = false;
+    for (const Chunk& c : sb.chunks) in_system |= c.contains(sb.chunk_root, sb.node_size);
+    if (!in_system || sb.chunk_root % sb.node_size)
+      return Status::Corruption(where + ": chunk root " + hex(sb.chunk_root) + " is not in a system chunk");
+  } else {
+    if (sb.chunk_root || sb.chunk_root_generation || sb.chunk_root_level)
+      return Status::Corruption(where + ": a chunk root without the chunk tree feature");
+    if (Status st = sb.check_chunk_map(sb.chunks); !st.ok()) return Status::Corruption(where + ": " + st.message());
   }
-  // Chunks are handed out in logical order, each followed by a 1 MiB gap.
-  if (sb.next_chunk_logical > logical_end + (1ULL << 20))
-    return Status::Corruption(where + ": next chunk address beyond the last chunk");
-  bool root_ok = false;
-  for (const Chunk& c : sb.chunks)
-    if (c.type == kChunkMetadata && c.contains(sb.root, sb.node_size)) root_ok = true;
-  if (!root_ok) return Status::Corruption(where + ": root " + hex(sb.root) + " is not in a metadata chunk");
   return sb;
+}
+
+Status Superblock::check_chunk_map(const std::vector<Chunk>& all) const {
+  RETURN_IF_ERROR(validate_chunk_set(all, total_bytes));
+  // Chunks are handed out in logical order, each followed by a 1 MiB gap,
+  // and the last one is never given back: the next address follows it.
+  uint64_t logical_end = 0;
+  for (const Chunk& c : all) logical_end = std::max(logical_end, c.logical + c.length);
+  if (next_chunk_logical > logical_end + (1ULL << 20) || next_chunk_logical < logical_end)
+    return Status::Corruption("next chunk address " + hex(next_chunk_logical) + " does not follow the last chunk");
+  if (has_chunk_tree()) {
+    // The array is exactly the system chunks of the map.
+    std::vector<Chunk> system;
+    for (const Chunk& c : all)
+      if (c.type == kChunkSystem) system.push_back(c);
+    if (system != chunks) return Status::Corruption("the superblock's system chunks differ from the chunk tree's");
+  }
+  bool root_ok = false;
+  for (const Chunk& c : all)
+    if (c.type == kChunkMetadata && c.contains(root, node_size) && root % node_size == 0) root_ok = true;
+  if (!root_ok) return Status::Corruption("root " + hex(root) + " is not in a metadata chunk");
+  return Status::Ok();
 }
 
 }  // namespace cairn

@@ -1,5 +1,6 @@
 #pragma once
-// The superblock and its chunk array (docs/format.md, "Superblock", "Chunk array").
+// The superblock and its system chunk array (docs/format.md, "Superblock",
+// "System chunk array").
 
 #include <array>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "csum/checksum.h"
+#include "format/chunk.h"
 #include "format/constants.h"
 #include "util/status.h"
 
@@ -16,19 +18,6 @@ using Uuid = std::array<uint8_t, 16>;
 std::string uuid_to_string(const Uuid& u);
 bool uuid_parse(const std::string& s, Uuid* out);
 Uuid uuid_generate_random();
-
-// One chunk: a range of logical addresses and where its copies live on the device.
-struct Chunk {
-  static constexpr size_t kDiskSize = 48;
-  uint64_t logical = 0;
-  uint64_t length = 0;
-  uint32_t type = 0;     // ChunkType
-  uint32_t profile = 0;  // Profile
-  uint32_t num_stripes = 0;
-  uint64_t physical[2] = {0, 0};
-
-  bool contains(uint64_t l, uint64_t len) const { return l >= logical && l + len <= logical + length && l + len >= l; }
-};
 
 struct Superblock {
   static constexpr size_t kMaxChunks = 64;
@@ -55,12 +44,25 @@ struct Superblock {
   uint8_t data_profile = kProfileSingle;
   uint8_t metadata_profile = kProfileSingle;
   std::string label;
+  // With kIncompatChunkTree: the chunk tree's root, and the system chunks it
+  // lives in (everything needed to read it); the chunk tree maps the rest.
+  // Without: every chunk, and no chunk tree.
+  uint64_t chunk_root = 0;
+  uint64_t chunk_root_generation = 0;
+  uint8_t chunk_root_level = 0;
   std::vector<Chunk> chunks;
+
+  bool has_chunk_tree() const { return incompat_flags & kIncompatChunkTree; }
 
   // Encode into a kSuperblockSize buffer, computing the checksum.
   void encode(uint8_t* buf) const;
   // Decode and validate a buffer read at physical offset `at`.
   static Result<Superblock> decode(const uint8_t* buf, uint64_t at);
+  // The whole chunk map (the chunk tree's chunks, or the array without one,
+  // sorted by logical address) against this superblock: chunks and stripes
+  // apart, the next chunk address after the last chunk, the array equal to
+  // the map's system chunks, the root tree's root in a metadata chunk.
+  Status check_chunk_map(const std::vector<Chunk>& all) const;
   // Cheap test: does this buffer start like a Cairn superblock?
   static bool has_magic(const uint8_t* buf);
 };

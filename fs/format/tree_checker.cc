@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "format/chunk.h"
 #include "format/constants.h"
 #include "format/items.h"
 
@@ -139,6 +140,15 @@ void check_file_extent(Report& r, const TreeCheckContext& c, const Key& k, const
     r.bad("EXTENT_DATA reads past the end of its disk extent");
 }
 
+void check_chunk_tree_item(Report& r, const TreeCheckContext& c, const Key& k, const Bytes& b) {
+  if (k.objectid != kChunkItemObjectId || k.type != kChunkItem) return r.bad("item type not allowed in the chunk tree");
+  if (b.size() != Chunk::kDiskSize) return r.bad("CHUNK_ITEM is not 48 bytes");
+  const Chunk ch = Chunk::decode(b.data());
+  if (ch.logical != k.offset) return r.bad("CHUNK_ITEM key offset is not the chunk's logical address");
+  Status st = validate_chunk(ch, c.device_size ? c.device_size : ~0ULL, c.node_size, c.logical_end);
+  if (!st.ok()) r.bad(st.message());
+}
+
 void check_fs_tree_item(Report& r, const TreeCheckContext& c, const Key& k, const Bytes& b) {
   if (k.type == kOrphanItem) {
     if (k.objectid != kOrphanObjectId) return r.bad("ORPHAN_ITEM key objectid must be -5");
@@ -203,6 +213,7 @@ std::vector<std::string> check_leaf(const Node& n, const TreeCheckContext& c, si
       case kRootTreeId: check_root_tree_item(r, c, k, b); break;
       case kExtentTreeId: check_extent_tree_item(r, c, k, b); break;
       case kCsumTreeId: check_csum_tree_item(r, c, k, b); break;
+      case kChunkTreeId: check_chunk_tree_item(r, c, k, b); break;
       case kFsTreeId: check_fs_tree_item(r, c, k, b); break;
       default: return r.out;  // key/value trees: structure only
     }

@@ -28,6 +28,7 @@ struct TreeCheckContext {
   CsumType csum_type = CsumType::kCrc32c;
   uint64_t max_generation = 0;  // the superblock's generation (0: unchecked)
   uint64_t logical_end = 0;     // first logical address past every chunk (0: unchecked)
+  uint64_t device_size = 0;     // the filesystem's size, for chunk stripes (0: unchecked)
 };
 
 // Files are at most this large (the data path refuses to grow past it).

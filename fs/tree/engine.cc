@@ -28,6 +28,7 @@ Engine::Engine(std::shared_ptr<BlockDevice> dev, Superblock sb, EngineOptions op
       bytes_used_(sb_.bytes_used) {
   store_.set_max_generation(sb_.generation);
   store_.set_repair(!opts.read_only);
+  chunks_.set_max_chunk_size(opts.max_chunk_size);
 }
 
 Engine::~Engine() = default;
@@ -82,9 +83,33 @@ Result<std::unique_ptr<Engine>> Engine::open(std::shared_ptr<BlockDevice> dev, c
     return Status::Corruption("device (" + std::to_string(dev->size()) + " bytes) is smaller than the filesystem (" +
                               std::to_string(sb.total_bytes) + " bytes)");
   std::unique_ptr<Engine> e(new Engine(std::move(dev), std::move(sb), opts));
+  if (e->sb_.has_chunk_tree()) RETURN_IF_ERROR(e->load_chunk_tree().with_context("reading the chunk tree"));
+  else RETURN_IF_ERROR(e->sb_.check_chunk_map(e->sb_.chunks).with_context("checking the chunk array"));
   RETURN_IF_ERROR(e->load_roots().with_context("loading tree roots"));
   RETURN_IF_ERROR(e->rebuild_free_space().with_context("reading the extent tree"));
   return e;
+}
+
+Status Engine::load_chunk_tree() {
+  RootRef rr;
+  rr.id = kChunkTreeId;
+  rr.bytenr = sb_.chunk_root;
+  rr.level = sb_.chunk_root_level;
+  rr.generation = sb_.chunk_root_generation;
+  roots_[kChunkTreeId] = rr;
+  // The map holds the system chunks (the superblock's array) so far, which
+  // is what reading this tree needs; every item is checked by the tree
+  // checker (a valid CHUNK_ITEM at its own logical address), the whole
+  // map (in key order, so by logical address) by check_chunk_map.
+  BTree ct = tree(kChunkTreeId);
+  Cursor c = ct.cursor();
+  RETURN_IF_ERROR(c.seek(Key::Min()));
+  std::vector<Chunk> all;
+  for (; c.valid(); c.advance()) all.push_back(Chunk::decode(c.data().data()));
+  RETURN_IF_ERROR(c.status());
+  RETURN_IF_ERROR(sb_.check_chunk_map(all));
+  for (const Chunk& ch : all) chunks_.load(ch);
+  return Status::Ok();
 }
 
 Status Engine::load_roots() {
@@ -101,6 +126,7 @@ Status Engine::load_roots() {
     const Key& k = c.key();
     if (k.type == kRootItem) {
       ASSIGN_OR_RETURN(RootItem ri, RootItem::decode(c.data()));
+      if (k.objectid == kChunkTreeId) return Status::Corruption("the chunk tree has a ROOT_ITEM (the superblock points at it)");
       RootRef r;
       r.id = k.objectid;
       r.bytenr = ri.bytenr;
@@ -122,15 +148,42 @@ Status Engine::load_roots() {
 
 Status Engine::rebuild_free_space() {
   alloc_.init_from_chunks();
+  // Every allocation must be free space of a chunk of its kind when it is
+  // marked: an extent outside every chunk, in one of the wrong type, or on
+  // top of another would let the allocator hand out space in use.
+  auto refuse = [](const char* what, uint64_t at) {
+    return Status::Corruption(std::string(what) + " at " + std::to_string(at) +
+                              " lies outside the free space of its chunks (overlapping another, or outside a chunk of its kind)");
+  };
   BTree et = tree(kExtentTreeId);
   Cursor c = et.cursor();
   RETURN_IF_ERROR(c.seek(Key::Min()));
   for (; c.valid(); c.advance()) {
     const Key& k = c.key();
-    if (k.type == kExtentItem) alloc_.mark_used(k.objectid, k.offset);
-    else if (k.type == kMetadataItem) alloc_.mark_used(k.objectid, sb_.node_size);
+    if (k.type != kExtentItem && k.type != kMetadataItem) continue;
+    const uint64_t len = k.type == kExtentItem ? k.offset : sb_.node_size;
+    const Chunk* ch = chunks_.find(k.objectid);
+    if (!ch || ch->type != (k.type == kExtentItem ? kChunkData : kChunkMetadata) || !alloc_.mark_used(k.objectid, len))
+      return refuse(k.type == kExtentItem ? "data extent" : "tree block", k.objectid);
   }
-  return c.status();
+  RETURN_IF_ERROR(c.status());
+  // System chunks hold the chunk tree's nodes and nothing else.
+  if (!roots_.count(kChunkTreeId)) return Status::Ok();
+  std::vector<std::pair<uint64_t, int>> todo{{roots_.at(kChunkTreeId).bytenr, roots_.at(kChunkTreeId).level}};
+  while (!todo.empty()) {
+    auto [b, level] = todo.back();
+    todo.pop_back();
+    const Chunk* ch = chunks_.find(b);
+    if (!ch || ch->type != kChunkSystem || !alloc_.mark_used(b, sb_.node_size)) return refuse("chunk tree node", b);
+    if (level == 0) continue;
+    NodeExpectation ex;
+    ex.bytenr = b;
+    ex.level = level;
+    ex.owner = kChunkTreeId;
+    ASSIGN_OR_RETURN(NodePtr n, store_.read(ex));
+    for (uint64_t child : n->ptrs) todo.push_back({child, level - 1});
+  }
+  return Status::Ok();
 }
 
 BTree Engine::tree(uint64_t id) { return BTree(this, &roots_.at(id)); }
@@ -152,6 +205,8 @@ Status Engine::create_tree(uint64_t id, uint64_t flags) {
 
 Result<uint64_t> Engine::alloc_tree_block(uint64_t owner, uint8_t level) {
   if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  // The chunk tree's nodes: in system chunks, not in the extent tree, not in bytes_used.
+  if (owner == kChunkTreeId) return alloc_.alloc(kChunkSystem, sb_.node_size, sb_.node_size);
   ASSIGN_OR_RETURN(uint64_t b, alloc_.alloc(kChunkMetadata, sb_.node_size, sb_.node_size));
   delayed_refs_[b] = DelayedRef{+1, owner, level};
   bytes_used_ += sb_.node_size;
@@ -159,6 +214,13 @@ Result<uint64_t> Engine::alloc_tree_block(uint64_t owner, uint8_t level) {
 }
 
 void Engine::free_tree_block(const Node& n) {
+  if (n.owner == kChunkTreeId) {
+    // Written by no commit yet: free now; else the last durable state
+    // still reads it.
+    if (n.generation == transid_) alloc_.free_now(n.bytenr, sb_.node_size);
+    else alloc_.pin(n.bytenr, sb_.node_size);
+    return;
+  }
   bytes_used_ -= sb_.node_size;
   auto it = delayed_refs_.find(n.bytenr);
   if (it != delayed_refs_.end() && it->second.delta > 0 && n.generation == transid_) {
@@ -195,9 +257,36 @@ Status Engine::run_delayed_refs() {
   return Status::Ok();
 }
 
+Status Engine::sync_chunk_tree() {
+  if (!roots_.count(kChunkTreeId)) {
+    // An image from before the chunk tree: make one holding every chunk
+    // (the first node allocation creates the first system chunk).
+    RootRef r = create_empty_tree(kChunkTreeId);
+    if (r.bytenr == 0) return Status::NoSpace("no space for the chunk tree");
+    roots_[kChunkTreeId] = r;
+    for (const Chunk& c : chunks_.chunks()) chunks_.mark_changed(c.logical);
+  }
+  BTree ct = tree(kChunkTreeId);
+  // Inserting may allocate a system chunk, which is itself a change: loop.
+  while (!chunks_.changed().empty()) {
+    const uint64_t l = *chunks_.changed().begin();
+    const Key k{kChunkItemObjectId, kChunkItem, l};
+    if (const Chunk* c = chunks_.find(l); c && c->logical == l) {
+      Bytes b(Chunk::kDiskSize);
+      c->encode(b.data());
+      RETURN_IF_ERROR(ct.upsert(k, b).with_context("recording chunk " + std::to_string(l)));
+    } else {
+      Status st = ct.remove(k);
+      if (!st.ok() && st.code() != ENOENT) return st.with_context("dropping chunk " + std::to_string(l));
+    }
+    chunks_.clear_changed(l);
+  }
+  return Status::Ok();
+}
+
 Status Engine::update_root_items() {
   for (auto& [id, r] : roots_) {
-    if (id == kRootTreeId || !r.dirty) continue;
+    if (id == kRootTreeId || id == kChunkTreeId || !r.dirty) continue;
     r.dirty = false;
     RootItem ri;
     ri.bytenr = r.bytenr;
@@ -250,9 +339,7 @@ Status Engine::reserve_metadata(uint64_t nodes, bool deleting) const {
   if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
   // Keep a reserve on top for commits and deletions: an eighth of the
   // metadata space, between 32 and 256 nodes.
-  uint64_t meta_total = 0;
-  for (const Chunk& c : chunks_.chunks())
-    if (c.type == kChunkMetadata) meta_total += c.length;
+  const uint64_t meta_total = chunks_.bytes_of(kChunkMetadata);
   uint64_t reserve = std::clamp<uint64_t>(meta_total / sb_.node_size / 8, 32, 256);
   if (deleting) reserve /= 2;
   const uint64_t need = (nodes + reserve) * uint64_t(sb_.node_size);
@@ -282,15 +369,18 @@ Status Engine::recount_space() {
 Status Engine::commit(bool even_if_clean) {
   if (opts_.read_only || (!dirty() && !even_if_clean)) return Status::Ok();
   if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());
+  // Chunks emptied by the last transaction go back to unallocated space.
+  alloc_.reclaim_empty();
   Status st = [&]() -> Status {
     for (int i = 0;; i++) {
       if (i > 100) return Status::Corruption("commit does not converge");
       RETURN_IF_ERROR(update_root_items());
       RETURN_IF_ERROR(run_delayed_refs());
+      RETURN_IF_ERROR(sync_chunk_tree());
       bool any = stats_dirty_;
       for (auto& [id, r] : roots_)
-        if (id != kRootTreeId && r.dirty) any = true;
-      if (!any && delayed_refs_.empty()) break;
+        if (id != kRootTreeId && id != kChunkTreeId && r.dirty) any = true;
+      if (!any && delayed_refs_.empty() && chunks_.changed().empty()) break;
     }
     // Order is the whole protocol: nodes, flush, superblocks, flush.
     RETURN_IF_ERROR(store_.write_dirty());
@@ -301,7 +391,13 @@ Status Engine::commit(bool even_if_clean) {
     sb_.root_level = rr.level;
     sb_.root_generation = rr.generation;
     sb_.bytes_used = bytes_used_;
-    sb_.chunks = chunks_.chunks();
+    const RootRef& cr = roots_.at(kChunkTreeId);
+    sb_.chunk_root = cr.bytenr;
+    sb_.chunk_root_level = cr.level;
+    sb_.chunk_root_generation = cr.generation;
+    sb_.incompat_flags |= kIncompatChunkTree;
+    sb_.chunks = chunks_.chunks_of(kChunkSystem);
+    if (sb_.chunks.size() > Superblock::kMaxChunks) return Status::NoSpace("more system chunks than the superblock holds");
     sb_.next_chunk_logical = chunks_.next_logical();
     RETURN_IF_ERROR(write_superblocks());
     RETURN_IF_ERROR(dev_->flush());
@@ -314,8 +410,8 @@ Status Engine::commit(bool even_if_clean) {
     return st.with_context("commit failed");
   }
   alloc_.unpin_all();
-  alloc_.clear_chunks_changed();
   roots_.at(kRootTreeId).dirty = false;
+  roots_.at(kChunkTreeId).dirty = false;
   data_changed_ = false;
   transid_++;
   store_.set_max_generation(sb_.generation);
@@ -364,10 +460,13 @@ Result<std::unique_ptr<Engine>> Engine::format(std::shared_ptr<BlockDevice> dev,
   for (uint64_t off : kSuperblockOffsets)
     if (off + kSuperblockSize <= dev->size()) RETURN_IF_ERROR(dev->write(off, zeros.data(), kSuperblockSize));
 
-  std::unique_ptr<Engine> e(new Engine(dev, sb, EngineOptions{}));
+  EngineOptions eo;
+  eo.max_chunk_size = p.max_chunk_size;
+  std::unique_ptr<Engine> e(new Engine(dev, sb, eo));
+  RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkSystem));
   RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkMetadata));
   RETURN_IF_ERROR(e->alloc_.add_chunk(kChunkData));
-  for (uint64_t id : {kRootTreeId, kExtentTreeId, kFsTreeId, kCsumTreeId}) {
+  for (uint64_t id : {kChunkTreeId, kRootTreeId, kExtentTreeId, kFsTreeId, kCsumTreeId}) {
     e->roots_[id] = e->create_empty_tree(id);
     if (e->roots_[id].bytenr == 0) return Status::NoSpace("no space for the initial trees");
   }

@@ -12,7 +12,10 @@
 // Tree blocks are recorded in the extent tree (METADATA_ITEM) through
 // delayed references: allocating or freeing a node only notes it, and
 // commit applies the notes until none are left (applying them modifies the
-// extent tree, which may allocate nodes in turn).
+// extent tree, which may allocate nodes in turn). The chunk tree is the
+// exception: its nodes live in system chunks, are not in the extent tree,
+// and its root is in the superblock, so that chunk allocation during a
+// commit never recurses into the extent tree.
 //
 // Thread-safety: every method requires mutex() held by the caller, except
 // open/format. One lock for all trees is deliberate for now: FUSE requests
@@ -44,11 +47,15 @@ struct MkfsParams {
   uint32_t metadata_profile = kProfileSingle;
   uint32_t data_profile = kProfileSingle;
   uint32_t root_uid = 0, root_gid = 0, root_mode = 040755;
+  uint64_t max_chunk_size = 0;  // test knob, as EngineOptions::max_chunk_size
 };
 
 struct EngineOptions {
   bool read_only = false;
   size_t node_cache_bytes = 64ULL << 20;
+  // Test knob: no new chunk larger than this (0: sized from the device), so
+  // small images get hundreds of chunks (docs/design.md, "Chunks").
+  uint64_t max_chunk_size = 0;
 };
 
 // Which superblock copies exist and what each holds (fsck reports them).
@@ -141,8 +148,12 @@ class Engine : public TreeContext {
 
  private:
   Engine(std::shared_ptr<BlockDevice> dev, Superblock sb, EngineOptions opts);
+  Status load_chunk_tree();
   Status load_roots();
   Status rebuild_free_space();
+  // Bring the chunk tree up to date with the chunk map's changes (creating
+  // it, with a first system chunk, on an image that has none yet).
+  Status sync_chunk_tree();
   Status run_delayed_refs();
   Status update_root_items();
   Status write_superblocks();

@@ -37,10 +37,14 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
   NodeExpectation expect = expect_in;
   if (!expect.max_generation) expect.max_generation = max_generation_;
   ASSIGN_OR_RETURN(auto copies, chunks_->map(bytenr, node_size_));
-  // Tree blocks live in metadata chunks only: a pointer into data would have
-  // the tree read (and later copy-on-write over) file data.
-  if (const Chunk* c = chunks_->find(bytenr); !c || c->type != kChunkMetadata)
-    return Status::Corruption("node " + std::to_string(bytenr) + ": not in a metadata chunk");
+  // Tree blocks live in metadata chunks only, the chunk tree's in system
+  // chunks only: a pointer into data would have the tree read (and later
+  // copy-on-write over) file data.
+  const Chunk* chunk = chunks_->find(bytenr);
+  if (!chunk || (chunk->type != kChunkMetadata && chunk->type != kChunkSystem) ||
+      (expect.owner && (expect.owner == kChunkTreeId) != (chunk->type == kChunkSystem)))
+    return Status::Corruption("node " + std::to_string(bytenr) + ": not in a " +
+                              (expect.owner == kChunkTreeId ? "system" : "metadata") + " chunk");
   std::vector<uint8_t> buf(node_size_);
   Status first_error;
   std::vector<uint64_t> bad_copies;
@@ -54,6 +58,11 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
       continue;
     }
     auto node = decode(buf.data(), expect);
+    if (node.ok() && (node->owner == kChunkTreeId) != (chunk->type == kChunkSystem)) {
+      // Not a copy problem: every copy holds the same bytes.
+      return Status::Corruption("node " + std::to_string(bytenr) + " of tree " + std::to_string(node->owner) +
+                                " lies in a " + chunk_type_name(chunk->type) + " chunk");
+    }
     if (!node.ok()) {
       stats_.csum_errors++;
       if (first_error.ok()) first_error = node.status();
@@ -71,7 +80,7 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
     if (expect.next_key && !node->keys.empty() && !(node->keys.back() < *expect.next_key))
       return Status::Corruption(here + ": last key not below the parent's next key " + expect.next_key->to_string());
     if (node->is_leaf()) {
-      TreeCheckContext tc{node_size_, csum_, expect.max_generation, chunks_->next_logical()};
+      TreeCheckContext tc{node_size_, csum_, expect.max_generation, chunks_->next_logical(), chunks_->device_size()};
       auto bad = check_leaf(*node, tc);
       if (!bad.empty()) return Status::Corruption(bad.front());
     }

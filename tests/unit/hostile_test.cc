@@ -250,7 +250,7 @@ TEST_CASE("Hostile: lying fields that fsck used to call clean", "[hostile]") {
   }
 }
 
-TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
+TEST_CASE("Hostile: the superblock's system chunk array lies", "[hostile]") {
   struct Case {
     const char* name;
     std::function<void(Superblock&)> lie;
@@ -258,8 +258,16 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
   const std::vector<Case> cases = {
       {"misaligned", [](Superblock& sb) { sb.chunks[0].physical[0] += 512; }},
       {"on the first superblock", [](Superblock& sb) { sb.chunks[0].physical[0] = 0; }},
-      {"overlapping another chunk", [](Superblock& sb) { sb.chunks[1].physical[0] = sb.chunks[0].physical[0]; }},
-      {"next chunk address far away", [](Superblock& sb) { sb.next_chunk_logical = 1ULL << 60; }},
+      {"a metadata chunk in the array", [](Superblock& sb) { sb.chunks[0].type = kChunkMetadata; }},
+      {"a second copy of the system chunk",
+       [](Superblock& sb) {
+         Chunk c = sb.chunks[0];
+         c.logical += c.length + (1 << 20);
+         sb.chunks.push_back(c);
+       }},
+      {"chunk root outside the system chunk", [](Superblock& sb) { sb.chunk_root = sb.root; }},
+      {"chunk root generation 0", [](Superblock& sb) { sb.chunk_root_generation = 0; }},
+      {"no chunk tree flag", [](Superblock& sb) { sb.incompat_flags = 0; }},
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.name) {
@@ -267,7 +275,8 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
       auto dev = img.open_device();
       auto sb = Engine::read_superblock(*dev);
       REQUIRE(sb.ok());
-      REQUIRE(sb->chunks.size() >= 2);
+      REQUIRE(sb->has_chunk_tree());
+      REQUIRE(sb->chunks.size() == 1);
       c.lie(sb.value());
       write_superblocks(*dev, sb.value());
       auto again = Engine::read_superblock(*dev);
@@ -276,6 +285,135 @@ TEST_CASE("Hostile: chunk stripes misplaced in the superblock", "[hostile]") {
       CHECK(again.status().code() == EUCLEAN);
       dev.reset();
       CHECK_FALSE(cairn::test::check_report(img.path).clean());
+    }
+  }
+}
+
+// Lies the superblock cannot see: the chunk tree's items against each other
+// and against the superblock. The engine refuses to open (EUCLEAN), fsck
+// names the rule.
+TEST_CASE("Hostile: the chunk tree lies", "[hostile]") {
+  struct Case {
+    const char* name;
+    const char* rule;  // as fsck words it
+    std::function<void(Engine&, std::vector<Chunk>&)> lie;
+  };
+  auto item = [](const Chunk& c) {
+    Bytes b(Chunk::kDiskSize);
+    c.encode(b.data());
+    return b;
+  };
+  auto key = [](uint64_t logical) { return Key{kChunkItemObjectId, kChunkItem, logical}; };
+  auto of = [](std::vector<Chunk>& all, uint32_t type) -> Chunk& {
+    for (Chunk& c : all)
+      if (c.type == type) return c;
+    FAIL("no chunk of type " << type);
+    return all.front();
+  };
+  const std::vector<Case> cases = {
+      {"a data stripe on the metadata chunk's", "overlaps another stripe",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         d.physical[0] = of(all, kChunkMetadata).physical[0];
+         REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
+       }},
+      {"a stripe on the second superblock", "overlaps another stripe or a superblock reserve",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         d.physical[0] = kSuperblockOffsets[1];
+         REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
+       }},
+      {"two chunks overlapping in logical space", "overlaps another chunk",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         d.logical = of(all, kChunkMetadata).logical + (1 << 20);
+         d.physical[0] += d.length;  // apart on the device, so only the logical overlap is wrong
+         REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
+       }},
+      {"the system chunk missing from the tree", "system chunks differ",
+       [&](Engine& e, std::vector<Chunk>& all) { REQUIRE(e.tree(kChunkTreeId).remove(key(of(all, kChunkSystem).logical)).ok()); }},
+      {"a key that is not the chunk's address", "CHUNK_ITEM key offset is not the chunk's logical address",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         REQUIRE(e.tree(kChunkTreeId).remove(key(d.logical)).ok());
+         REQUIRE(e.tree(kChunkTreeId).insert(key(d.logical + 4096), item(d)).ok());
+       }},
+      {"a stripe beyond the device", "beyond the end of the device",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         d.physical[0] = e.super().total_bytes;
+         REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
+       }},
+      {"the metadata chunk missing from the tree", "root",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         for (const Chunk& c : all)
+           if (c.type == kChunkMetadata) REQUIRE(e.tree(kChunkTreeId).remove(key(c.logical)).ok());
+       }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      Victim v;
+      v.rewrite([&](Engine& e) {
+        std::vector<Chunk> all = e.chunk_map().chunks();
+        c.lie(e, all);
+      });
+      require_fsck_finds(v.img.path, c.rule);
+      auto e = Engine::open(v.img.open_device(true), EngineOptions{true, 1 << 20});
+      REQUIRE_FALSE(e.ok());
+      INFO(e.status().message());
+      CHECK(e.status().code() == EUCLEAN);
+      exercise(v.img, v.ino);
+    }
+  }
+}
+
+TEST_CASE("Hostile: the next chunk address far past the last chunk", "[hostile]") {
+  Victim v;
+  auto dev = v.img.open_device();
+  auto sb = Engine::read_superblock(*dev);
+  REQUIRE(sb.ok());
+  sb->next_chunk_logical = 1ULL << 60;
+  write_superblocks(*dev, sb.value());
+  dev.reset();
+  require_fsck_finds(v.img.path, "does not follow the last chunk");
+  auto e = Engine::open(v.img.open_device(true), EngineOptions{true, 1 << 20});
+  REQUIRE_FALSE(e.ok());
+  CHECK(e.status().code() == EUCLEAN);
+}
+
+// The free-space rebuild at mount refuses allocations it cannot place
+// (they would let the allocator hand out space in use).
+TEST_CASE("Hostile: extent items the free-space rebuild cannot place", "[hostile]") {
+  struct Case {
+    const char* name;
+    const char* rule;
+    std::function<Key(Engine&, const Key& data_extent)> lie;
+  };
+  const std::vector<Case> cases = {
+      {"a data extent on top of another", "overlaps the previous one",
+       [](Engine&, const Key& k) { return Key{k.objectid + 4096, kExtentItem, k.offset}; }},
+      {"a data extent in a metadata chunk", "lies in a chunk of the wrong type",
+       [](Engine& e, const Key& k) {
+         for (const Chunk& c : e.chunk_map().chunks())
+           if (c.type == kChunkMetadata) return Key{c.logical + c.length - k.offset, kExtentItem, k.offset};
+         return k;
+       }},
+  };
+  for (const Case& c : cases) {
+    DYNAMIC_SECTION(c.name) {
+      Victim v;
+      Key k = v.first_extent_item();
+      v.rewrite([&](Engine& e) {
+        auto val = e.tree(kExtentTreeId).lookup(k);
+        REQUIRE(val.ok());
+        REQUIRE(e.tree(kExtentTreeId).insert(c.lie(e, k), val.value()).ok());
+      });
+      require_fsck_finds(v.img.path, c.rule);
+      auto e = Engine::open(v.img.open_device(true), EngineOptions{true, 1 << 20});
+      REQUIRE_FALSE(e.ok());
+      INFO(e.status().message());
+      CHECK(e.status().code() == EUCLEAN);
+      exercise(v.img, v.ino);
     }
   }
 }
