@@ -12,13 +12,66 @@ uint64_t clamp_mib(uint64_t v, uint64_t lo, uint64_t hi) { return std::clamp(v /
 
 ChunkMap::ChunkMap(uint64_t device_size, const std::vector<Chunk>& chunks, uint64_t next_logical)
     : device_size_(device_size), next_logical_(next_logical) {
+  const uint64_t end = device_size_ / kMiB * kMiB;
+  if (end) release(0, end);
+  for (uint64_t sb : kSuperblockOffsets)
+    // The first reserve starts at 0 so boot sectors and foreign signatures stay clear too.
+    if (sb < end) carve(sb == kSuperblockOffsets[0] ? 0 : sb, kSuperblockReserve);
   for (const Chunk& c : chunks) load(c);
+}
+
+void ChunkMap::carve(uint64_t start, uint64_t len) {
+  const uint64_t end = start + len;
+  auto it = gaps_.upper_bound(start);
+  if (it != gaps_.begin()) --it;
+  while (it != gaps_.end() && it->first < end) {
+    const uint64_t gs = it->first, ge = it->first + it->second;
+    if (ge <= start) {
+      ++it;
+      continue;
+    }
+    it = gaps_.erase(it);
+    free_total_ -= ge - gs;
+    if (gs < start) {
+      gaps_[gs] = start - gs;
+      free_total_ += start - gs;
+    }
+    if (ge > end) {
+      gaps_[end] = ge - end;
+      free_total_ += ge - end;
+      break;
+    }
+  }
+}
+
+void ChunkMap::release(uint64_t start, uint64_t len) {
+  if (len == 0) return;
+  carve(start, len);  // never count a byte twice, whatever the caller says
+  auto next = gaps_.lower_bound(start);
+  if (next != gaps_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == start) {
+      start = prev->first;
+      len += prev->second;
+      free_total_ -= prev->second;
+      gaps_.erase(prev);
+    }
+  }
+  next = gaps_.lower_bound(start);
+  if (next != gaps_.end() && start + len == next->first) {
+    len += next->second;
+    free_total_ -= next->second;
+    gaps_.erase(next);
+  }
+  gaps_[start] = len;
+  free_total_ += len;
 }
 
 void ChunkMap::load(const Chunk& c) {
   if (auto it = chunks_.find(c.logical); it != chunks_.end()) bytes_of_[it->second.type] -= it->second.length;
   chunks_[c.logical] = c;
   bytes_of_[c.type] += c.length;
+  for (uint32_t s = 0; s < c.num_stripes && s < 2; s++) carve(c.physical[s], c.length);
 }
 
 const Chunk* ChunkMap::find(uint64_t logical) const {
@@ -46,8 +99,10 @@ std::vector<Chunk> ChunkMap::chunks_of(uint32_t type) const {
 void ChunkMap::remove(uint64_t logical) {
   auto it = chunks_.find(logical);
   if (it == chunks_.end()) return;
-  bytes_of_[it->second.type] -= it->second.length;
+  const Chunk c = it->second;
+  bytes_of_[c.type] -= c.length;
   chunks_.erase(it);
+  for (uint32_t s = 0; s < c.num_stripes && s < 2; s++) release(c.physical[s], c.length);
   changed_.insert(logical);
 }
 
@@ -73,42 +128,16 @@ uint64_t ChunkMap::preferred_size(uint32_t type) const {
   return size;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> ChunkMap::physical_gaps() const {
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (uint64_t sb : kSuperblockOffsets)
-    // The first reserve starts at 0 so boot sectors and foreign signatures stay clear too.
-    if (sb < device_size_) used.push_back({sb == kSuperblockOffsets[0] ? 0 : sb, kSuperblockReserve});
-  for (auto& [l, c] : chunks_)
-    for (uint32_t s = 0; s < c.num_stripes; s++) used.push_back({c.physical[s], c.length});
-  std::sort(used.begin(), used.end());
-  std::vector<std::pair<uint64_t, uint64_t>> gaps;
-  uint64_t pos = 0;
-  for (auto [start, len] : used) {
-    if (start > pos) gaps.push_back({pos, start - pos});
-    pos = std::max(pos, start + len);
-  }
-  uint64_t end = device_size_ / kMiB * kMiB;
-  if (end > pos) gaps.push_back({pos, end - pos});
-  return gaps;
-}
-
 uint64_t ChunkMap::unallocated(uint32_t profile) const {
-  auto gaps = physical_gaps();
-  if (profile == kProfileDup) {
-    // Two copies: the best we can do is the largest pair of gaps (or halves of one).
-    uint64_t total = 0;
-    for (auto& g : gaps) total += g.second;
-    return total / 2 / kMiB * kMiB;
-  }
-  uint64_t total = 0;
-  for (auto& g : gaps) total += g.second;
-  return total;
+  // Two copies: at best half of it (the allocator finds the pair of ranges).
+  if (profile == kProfileDup) return free_total_ / 2 / kMiB * kMiB;
+  return free_total_;
 }
 
 Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_len) {
   min_len = std::max<uint64_t>((min_len + kMiB - 1) / kMiB * kMiB, kMiB);
   const uint64_t want = std::max(preferred_size(type), min_len);
-  auto gaps = physical_gaps();
+  const auto& gaps = gaps_;
   Chunk c;
   c.type = type;
   c.profile = profile;

@@ -57,8 +57,9 @@ class ChunkMap {
   void mark_changed(uint64_t logical) { changed_.insert(logical); }
 
  private:
-  // Free physical gaps (start, len), excluding the superblock reserves.
-  std::vector<std::pair<uint64_t, uint64_t>> physical_gaps() const;
+  // Take [start, start+len) out of the free physical gaps / put it back.
+  void carve(uint64_t start, uint64_t len);
+  void release(uint64_t start, uint64_t len);
 
   uint64_t device_size_;
   std::map<uint64_t, Chunk> chunks_;  // by logical address
@@ -66,6 +67,11 @@ class ChunkMap {
   uint64_t max_chunk_size_ = 0;
   std::set<uint64_t> changed_;
   std::map<uint32_t, uint64_t> bytes_of_;  // logical bytes per chunk type
+  // Unallocated device space: start -> length, merged, without the
+  // superblock reserves; kept as chunks come and go, so that asking how much
+  // is left (every statfs, every data chunk) costs nothing.
+  std::map<uint64_t, uint64_t> gaps_;
+  uint64_t free_total_ = 0;
 };
 
 }  // namespace cairn

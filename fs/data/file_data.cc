@@ -288,7 +288,7 @@ Status FileData::write_blocks(FileState& in, uint64_t start, const std::vector<u
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
   {
     std::lock_guard lk(e_.mutex());
-    RETURN_IF_ERROR(e_.reserve_metadata(16 + len / (1 << 20)));
+    RETURN_IF_ERROR(reserve_metadata_locked(16 + len / (1 << 20)));
     RETURN_IF_ERROR(alloc_pieces_locked(len, &pieces));
   }
   // Data and checksums, outside the engine lock.
@@ -357,7 +357,7 @@ Status FileData::truncate(FileState& in, uint64_t new_size) {
       if (has_data) RETURN_IF_ERROR(write_blocks(in, down(new_size), block));
     }
     std::lock_guard lk(e_.mutex());
-    RETURN_IF_ERROR(e_.reserve_metadata(16));
+    RETURN_IF_ERROR(reserve_metadata_locked(16));
     Status st = drop_extents_locked(in, up(new_size), kMaxFileOffset);
     if (!st.ok()) {
       e_.abort(st);
@@ -375,7 +375,7 @@ Status FileData::preallocate(FileState& in, uint64_t off, uint64_t len, bool kee
   if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
   const uint64_t start = down(off), end = up(off + len);
   std::lock_guard lk(e_.mutex());
-  RETURN_IF_ERROR(e_.reserve_metadata(16));
+  RETURN_IF_ERROR(reserve_metadata_locked(16));
   std::vector<Piece> pieces;
   RETURN_IF_ERROR(map_locked(in.ino, start, end, &pieces));
   // Holes are the gaps between mapped pieces (prealloc pieces count as mapped).
@@ -445,7 +445,7 @@ Status FileData::punch_hole(FileState& in, uint64_t off, uint64_t len) {
   if (end > b && b >= a) RETURN_IF_ERROR(zero_partial(b, b, end));
   if (a < b) {
     std::lock_guard lk(e_.mutex());
-    RETURN_IF_ERROR(e_.reserve_metadata(16));
+    RETURN_IF_ERROR(reserve_metadata_locked(16));
     Status st = drop_extents_locked(in, a, b);
     if (!st.ok()) {
       e_.abort(st);
@@ -504,6 +504,13 @@ Status FileData::insert_extent_locked(FileState& in, uint64_t file_off, uint64_t
   in.item.nbytes += len;
   in.dirty = true;
   return Status::Ok();
+}
+
+Status FileData::reserve_metadata_locked(uint64_t nodes) {
+  Status st = e_.reserve_metadata(nodes);
+  if (st.code() != ENOSPC || !e_.commit_makes_room() || !commit_locked_) return st;
+  RETURN_IF_ERROR(commit_locked_());
+  return e_.reserve_metadata(nodes);
 }
 
 Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min_len, uint64_t max_len) {

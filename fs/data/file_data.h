@@ -71,6 +71,8 @@ class FileData {
   // Engine mutex held: a data extent of min..max bytes; commits once to
   // free pinned space before giving up with ENOSPC.
   Result<std::pair<uint64_t, uint64_t>> alloc_extent_locked(uint64_t min_len, uint64_t max_len);
+  // reserve_metadata, committing once when a commit would make room.
+  Status reserve_metadata_locked(uint64_t nodes);
   // Data reads go through io_uring when an engine is set.
   void set_io(IoEngine* io) { io_ = io; }
   // Tests: called by every read between mapping the extents and reading

@@ -46,6 +46,7 @@ struct Options {
   bool default_permissions = true;
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
+  uint64_t max_chunk_size = 0;
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   bool posix_acl = true;         // -o acl (default) / -o noacl
   AtimePolicy atime = AtimePolicy::kRelatime;
@@ -111,6 +112,13 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       return 0;
     }
     if (a == "dropbehind") { o->dropbehind = true; return 0; }
+    // For tests: small chunks, so a small image gets hundreds of them.
+    if (a.rfind("debug_max_chunk=", 0) == 0) {
+      auto v = parse_size(a.substr(16));
+      if (!v || *v < (1u << 20)) { o->error = "debug_max_chunk= wants a size of at least 1M"; return -1; }
+      o->max_chunk_size = *v;
+      return 0;
+    }
     if (a == "acl") { o->posix_acl = true; return 0; }
     if (a == "noacl") { o->posix_acl = false; return 0; }
     // Access times are the daemon's (the kernel never updates atime on
@@ -383,6 +391,7 @@ int main(int argc, char** argv) {
   mo.atime = o.atime;
   mo.nodiratime = o.nodiratime;
   mo.posix_acl = o.posix_acl;
+  mo.max_chunk_size = o.max_chunk_size;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;
   mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images

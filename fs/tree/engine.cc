@@ -161,6 +161,7 @@ Status Engine::rebuild_free_space() {
   for (; c.valid(); c.advance()) {
     const Key& k = c.key();
     if (k.type != kExtentItem && k.type != kMetadataItem) continue;
+    extent_items_++;
     const uint64_t len = k.type == kExtentItem ? k.offset : sb_.node_size;
     const Chunk* ch = chunks_.find(k.objectid);
     if (!ch || ch->type != (k.type == kExtentItem ? kChunkData : kChunkMetadata) || !alloc_.mark_used(k.objectid, len))
@@ -249,8 +250,10 @@ Status Engine::run_delayed_refs() {
         ei.flags = kExtentFlagTreeBlock;
         ei.backrefs.push_back(ExtentBackref{kTreeBlockRef, r.owner, 0, 0, 1});
         RETURN_IF_ERROR(et.insert(k, ei.encode()).with_context("recording tree block"));
+        extent_items_++;
       } else {
         RETURN_IF_ERROR(et.remove(k).with_context("dropping tree block " + std::to_string(b)));
+        if (extent_items_) extent_items_--;
       }
     }
   }
@@ -342,9 +345,20 @@ Status Engine::reserve_metadata(uint64_t nodes, bool deleting) const {
   const uint64_t meta_total = chunks_.bytes_of(kChunkMetadata);
   uint64_t reserve = std::clamp<uint64_t>(meta_total / sb_.node_size / 8, 32, 256);
   if (deleting) reserve /= 2;
-  const uint64_t need = (nodes + reserve) * uint64_t(sb_.node_size);
+  const uint64_t need = (nodes + reserve + commit_cost()) * uint64_t(sb_.node_size);
   if (alloc_.metadata_available() < need) return Status::NoSpace("no space left for metadata");
   return Status::Ok();
+}
+
+uint64_t Engine::commit_cost() const {
+  // Applying the delayed references rewrites extent-tree leaves: at worst
+  // one per reference (nodes freed all over the tree), never more than the
+  // tree has leaves, plus the leaves the new items fill and a path.
+  const uint64_t pending = delayed_refs_.size();
+  if (pending == 0) return 0;
+  const uint64_t per_leaf = std::max<uint64_t>(1, (sb_.node_size - kNodeHeaderSize) / kExtentItemFootprint);
+  const uint64_t leaves = extent_items_ / per_leaf + 1;
+  return std::min(pending, leaves) + pending / per_leaf + kMaxLevel;
 }
 
 Status Engine::recount_space() {
@@ -504,6 +518,7 @@ Status Engine::add_data_extent(uint64_t bytenr, uint64_t len, uint64_t root, uin
   ei.flags = kExtentFlagData;
   ei.backrefs.push_back(ExtentBackref{kExtentDataRef, root, ino, offset, 1});
   RETURN_IF_ERROR(tree(kExtentTreeId).insert(Key{bytenr, kExtentItem, len}, ei.encode()));
+  extent_items_++;
   bytes_used_ += len;
   data_changed_ = true;
   return Status::Ok();
@@ -545,6 +560,7 @@ Status Engine::drop_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint6
     return Status::Corruption("extent " + std::to_string(bytenr) + " has no back reference from inode " + std::to_string(ino));
   if (--ei.refs > 0) return et.update(k, ei.encode());
   RETURN_IF_ERROR(et.remove(k));
+  if (extent_items_) extent_items_--;
   RETURN_IF_ERROR(delete_csums(bytenr, len));
   alloc_.pin(bytenr, len);
   bytes_used_ -= len;

@@ -113,6 +113,9 @@ class Engine : public TreeContext {
   // on a full filesystem.
   Status reserve_metadata(uint64_t nodes, bool deleting = false) const;
   uint64_t last_committed() const { return sb_.generation; }
+  // Would a commit make room? (Freed space is pinned until one, and the
+  // delayed references it applies are counted in every reservation.)
+  bool commit_makes_room() const { return alloc_.pinned_bytes() > 0 || !delayed_refs_.empty(); }
 
   // ---- Data extents (extent tree EXTENT_ITEM with EXTENT_DATA_REF backrefs) ----
   Result<std::pair<uint64_t, uint64_t>> alloc_data(uint64_t min_len, uint64_t max_len);
@@ -158,6 +161,11 @@ class Engine : public TreeContext {
   Status update_root_items();
   Status write_superblocks();
   RootRef create_empty_tree(uint64_t id);
+  // Nodes the next commit may need to apply the delayed references (an
+  // upper bound, counted in every reserve_metadata).
+  uint64_t commit_cost() const;
+  // A leaf item of the extent tree with one back reference: header and item.
+  static constexpr uint64_t kExtentItemFootprint = 80;
 
   struct DelayedRef {
     int delta = 0;
@@ -176,6 +184,7 @@ class Engine : public TreeContext {
   std::map<uint64_t, DelayedRef> delayed_refs_;
   uint64_t transid_ = 0;
   uint64_t bytes_used_ = 0;
+  uint64_t extent_items_ = 0;  // EXTENT_ITEMs and METADATA_ITEMs (an estimate's input)
   DevStats dev_stats_;
   bool stats_dirty_ = false;
   bool data_changed_ = false;

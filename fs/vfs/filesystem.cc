@@ -43,6 +43,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   EngineOptions eo;
   eo.read_only = opts.read_only;
   eo.node_cache_bytes = opts.node_cache_bytes;
+  eo.max_chunk_size = opts.max_chunk_size;
   const std::string path = dev->name();
   if (dev->fd() < 0) return Status::Invalid("the data path needs an image file or block device");
   ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));
@@ -125,8 +126,9 @@ Status Filesystem::flush_dirty_inodes() {
 
 Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn, bool deleting) {
   Status room = engine_->reserve_metadata(nodes, deleting);
-  if (room.code() == ENOSPC && engine_->allocator().pinned_bytes() > 0) {
-    // Space freed since the last commit is pinned until one: commit, retry.
+  if (room.code() == ENOSPC && engine_->commit_makes_room()) {
+    // Space freed since the last commit is pinned until one, and the
+    // commit's own cost is reserved until it runs: commit, retry.
     RETURN_IF_ERROR(flush_dirty_inodes());
     RETURN_IF_ERROR(engine_->commit());
     room = engine_->reserve_metadata(nodes, deleting);
