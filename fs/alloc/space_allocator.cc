@@ -130,7 +130,9 @@ Result<std::pair<uint64_t, uint64_t>> SpaceAllocator::alloc_range(uint32_t type,
       return best;
     }
     if (attempt == 0) {
-      Status st = grow(type, max_len);
+      // A chunk of the type's size unless the request needs more (a
+      // shorter extent than max_len is fine).
+      Status st = grow(type, std::max(min_len, std::min(max_len, chunks_->preferred_size(type))));
       if (!st.ok() && max_len != min_len) st = grow(type, min_len);
       if (!st.ok()) return Status::NoSpace(type == kChunkData ? "no space left for data" : "no space left for metadata");
     }

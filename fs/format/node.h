@@ -49,6 +49,10 @@ struct NodeGeometry {
   size_t max_ptrs() const { return (node_size - kNodeHeaderSize) / kKeyPtrSize; }
   // The largest item payload a leaf can hold: one item alone in a leaf.
   size_t max_item_size() const { return leaf_capacity() - kLeafItemHeaderSize; }
+  // The largest item of which two fit in one leaf. Data split into items
+  // (checksum runs, xattr pieces) uses it: pieces of half the largest
+  // item do not fit twice, and leave every leaf half empty.
+  size_t half_leaf_item_size() const { return leaf_capacity() / 2 - kLeafItemHeaderSize; }
 };
 
 // What a reader expects of a node; checked against the header.

@@ -460,6 +460,16 @@ nlohmann::json stats_json(Filesystem& fs) {
     const NodeStoreStats& ns = e.store().stats();
     j["metadata"] = {{"node_reads", ns.reads}, {"node_cache_hits", ns.cache_hits}, {"node_writes", ns.writes}};
     j["space"] = {{"total_bytes", sf.total_bytes}, {"used_bytes", e.bytes_used()}, {"available_bytes", sf.avail_bytes}};
+    const ChunkMap& cm = e.chunk_map();
+    const SpaceAllocator& sa = e.allocator();
+    j["chunks"] = {{"count", cm.count()},
+                   {"data_bytes", cm.bytes_of(kChunkData)},
+                   {"metadata_bytes", cm.bytes_of(kChunkMetadata)},
+                   {"system_bytes", cm.bytes_of(kChunkSystem)},
+                   {"data_free_bytes", sa.free_in_chunks(kChunkData)},
+                   {"metadata_free_bytes", sa.free_in_chunks(kChunkMetadata)},
+                   {"unallocated_bytes", cm.unallocated(kProfileSingle)},
+                   {"reclaimed", sa.chunks_reclaimed()}};
   }
   j["data"] = {{"bytes_read", d.bytes_read.load()}, {"bytes_written", d.bytes_written.load()}};
   j["cache"] = {{"dirty_bytes", fs.writeback().dirty_bytes()}, {"dontcache_writes", w.dontcache_writes.load()},

@@ -164,8 +164,11 @@ Status BTree::make_room(Path& p, const Key& k, size_t need) {
     return Status::Ok();
   };
 
-  // A: split in the middle by bytes, if the item fits on its side.
-  if (n >= 2) {
+  // A: split in the middle by bytes, if the item fits on its side. Not for
+  // an append at the leaf's end: keys that arrive in order (checksums,
+  // tree blocks, new inodes) would leave every leaf half full; B gives the
+  // new item a fresh right leaf and keeps this one full, as btrfs does.
+  if (n >= 2 && slot < n) {
     size_t mid = 1;
     while (mid < n - 1 && used(0, mid) < prefix[n] / 2) mid++;
     if (slot <= mid && used(0, mid) + need <= cap) {

@@ -112,6 +112,7 @@ class BTree {
 
   RootRef& root() { return *root_; }
   size_t max_item_size() const { return NodeGeometry{ctx_->store().node_size()}.max_item_size(); }
+  size_t half_leaf_item_size() const { return NodeGeometry{ctx_->store().node_size()}.half_leaf_item_size(); }
 
  private:
   Result<NodePtr> cow(NodePtr n, Path& p, int level);

@@ -571,7 +571,7 @@ Status Engine::drop_data_ref(uint64_t bytenr, uint64_t len, uint64_t root, uint6
 
 Status Engine::insert_csums(uint64_t bytenr, const uint8_t* csums, uint64_t nsectors) {
   const size_t cs = csum_size();
-  const uint64_t per_item = std::max<uint64_t>(1, tree(kCsumTreeId).max_item_size() / 2 / cs);
+  const uint64_t per_item = std::max<uint64_t>(1, tree(kCsumTreeId).half_leaf_item_size() / cs);
   BTree ct = tree(kCsumTreeId);
   data_changed_ = true;
   for (uint64_t done = 0; done < nsectors;) {

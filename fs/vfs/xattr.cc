@@ -144,7 +144,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
       e.type = kXattrSpilled;
       e.data.resize(4);
       put_le32(e.data.data(), uint32_t(value.size()));
-      const size_t chunk = fs.max_item_size() / 2;
+      const size_t chunk = fs.half_leaf_item_size();
       const uint64_t h = name_hash(name);
       for (size_t off = 0, i = 0; off < value.size(); off += chunk, i++)
         RETURN_IF_ERROR(fs.insert(chunk_key(ino, h, i),
