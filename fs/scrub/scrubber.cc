@@ -112,6 +112,23 @@ Status Scrubber::collect_extents(Batch& b) {
   std::lock_guard lk(e_.mutex());
   drain_node_store_log();
   uint64_t bytes = 0;
+  if (!chunk_tree_collected_) {
+    // The chunk tree's nodes are not in the extent tree: verify them first
+    // (a few dozen at most, so a resumed scrub simply does them again).
+    chunk_tree_collected_ = true;
+    ASSIGN_OR_RETURN(auto blocks, e_.chunk_tree_blocks());
+    for (auto [addr, level] : blocks) {
+      Unit u;
+      u.metadata = true;
+      u.logical = addr;
+      u.len = e_.node_size();
+      u.level = level;
+      u.owner = kChunkTreeId;
+      ASSIGN_OR_RETURN(u.phys, e_.chunk_map().map(u.logical, u.len));
+      bytes += u.len * u.phys.size();
+      b.units.push_back(std::move(u));
+    }
+  }
   BTree t = e_.tree(kExtentTreeId);
   Cursor c = t.cursor();
   // The extent covering collect_pos_, if any, is the last one starting at or below it.
@@ -383,13 +400,20 @@ Status Scrubber::confirm_data(const Unit& u, uint64_t sector_off) {
 
 Status Scrubber::confirm_node(const Unit& u) {
   // Still a tree block? (It may have been freed and reused since.)
-  auto item = e_.tree(kExtentTreeId).lookup(Key{u.logical, kMetadataItem, u.level});
-  if (!item.ok()) return item.status().code() == ENOENT ? Status::Ok() : item.status();
-  auto ei = ExtentItem::decode(item.value());
   NodeExpectation ex;
   ex.bytenr = u.logical;
   ex.level = u.level;
-  ex.owner = ei.ok() && !ei->backrefs.empty() ? ei->backrefs[0].root : 0;
+  if (u.owner == kChunkTreeId) {
+    ASSIGN_OR_RETURN(auto blocks, e_.chunk_tree_blocks());
+    if (std::find(blocks.begin(), blocks.end(), std::pair<uint64_t, uint8_t>{u.logical, u.level}) == blocks.end())
+      return Status::Ok();
+    ex.owner = kChunkTreeId;
+  } else {
+    auto item = e_.tree(kExtentTreeId).lookup(Key{u.logical, kMetadataItem, u.level});
+    if (!item.ok()) return item.status().code() == ENOENT ? Status::Ok() : item.status();
+    auto ei = ExtentItem::decode(item.value());
+    ex.owner = ei.ok() && !ei->backrefs.empty() ? ei->backrefs[0].root : 0;
+  }
   const uint32_t ns = e_.node_size();
   AlignedBuffer buf(ns), good(ns);
   std::vector<std::pair<size_t, std::string>> bad;

@@ -107,6 +107,7 @@ class Scrubber {
   uint64_t batch_budget_ = 16ULL << 20;  // bytes read per batch, all copies
   uint64_t inode_cursor_ = 0;  // run_inode: next file offset to collect
   bool done_collecting_ = false;
+  bool chunk_tree_collected_ = false;  // run_all: the chunk tree's nodes go in the first batch
   bool cancelled_ = false;
   mutable std::mutex mu_;  // guards progress_ and errors_ for readers on other threads
   ScrubProgress progress_;

@@ -169,22 +169,32 @@ Status Engine::rebuild_free_space() {
   }
   RETURN_IF_ERROR(c.status());
   // System chunks hold the chunk tree's nodes and nothing else.
-  if (!roots_.count(kChunkTreeId)) return Status::Ok();
-  std::vector<std::pair<uint64_t, int>> todo{{roots_.at(kChunkTreeId).bytenr, roots_.at(kChunkTreeId).level}};
+  ASSIGN_OR_RETURN(auto blocks, chunk_tree_blocks());
+  for (auto [b, level] : blocks) {
+    const Chunk* ch = chunks_.find(b);
+    if (!ch || ch->type != kChunkSystem || !alloc_.mark_used(b, sb_.node_size)) return refuse("chunk tree node", b);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::pair<uint64_t, uint8_t>>> Engine::chunk_tree_blocks() {
+  std::vector<std::pair<uint64_t, uint8_t>> out;
+  if (!roots_.count(kChunkTreeId)) return out;
+  const RootRef& r = roots_.at(kChunkTreeId);
+  std::vector<std::pair<uint64_t, uint8_t>> todo{{r.bytenr, r.level}};
   while (!todo.empty()) {
     auto [b, level] = todo.back();
     todo.pop_back();
-    const Chunk* ch = chunks_.find(b);
-    if (!ch || ch->type != kChunkSystem || !alloc_.mark_used(b, sb_.node_size)) return refuse("chunk tree node", b);
+    out.push_back({b, level});
     if (level == 0) continue;
     NodeExpectation ex;
     ex.bytenr = b;
     ex.level = level;
     ex.owner = kChunkTreeId;
     ASSIGN_OR_RETURN(NodePtr n, store_.read(ex));
-    for (uint64_t child : n->ptrs) todo.push_back({child, level - 1});
+    for (uint64_t child : n->ptrs) todo.push_back({child, uint8_t(level - 1)});
   }
-  return Status::Ok();
+  return out;
 }
 
 BTree Engine::tree(uint64_t id) { return BTree(this, &roots_.at(id)); }

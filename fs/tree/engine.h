@@ -89,6 +89,9 @@ class Engine : public TreeContext {
   void free_tree_block(const Node& n) override;
 
   BTree tree(uint64_t id);
+  // Every node of the chunk tree (address, level): they are not in the
+  // extent tree, so scrub and the free-space rebuild find them here.
+  Result<std::vector<std::pair<uint64_t, uint8_t>>> chunk_tree_blocks();
   bool has_tree(uint64_t id) const { return roots_.count(id) != 0; }
   RootRef& root_ref(uint64_t id) { return roots_.at(id); }
   std::vector<uint64_t> tree_ids() const;

@@ -4,6 +4,7 @@
 
 #include "alloc/chunk_map.h"
 #include "format/constants.h"
+#include "format/node.h"
 #include "format/superblock.h"
 #include "fuzz_common.h"
 #include "tree/engine.h"
@@ -26,6 +27,27 @@ bool image_from_dump(const uint8_t* data, size_t size, MemoryDevice& dev,
   ChunkMap chunks(sb->total_bytes, sb->chunks, sb->next_chunk_logical);
   const size_t rec = 8 + sb->node_size;
   std::vector<uint8_t> node(sb->node_size);
+  // The superblock maps only the system chunks: the chunk tree's leaves in
+  // the dump map the rest (valid chunk items only, as the engine would).
+  if (sb->has_chunk_tree()) {
+    for (size_t at = kSuperblockSize; at + rec <= size; at += rec) {
+      std::memcpy(node.data(), data + at + 8, sb->node_size);
+      fix_csum(node.data(), node.size(), sb->csum_type);
+      NodeExpectation ex;
+      ex.bytenr = get_le64(data + at);
+      ex.owner = kChunkTreeId;
+      ex.level = 0;
+      auto n = decode_node(node.data(), sb->fsid, sb->csum_type, sb->node_size, ex);
+      if (!n.ok()) continue;
+      for (const Bytes& item : n->items) {
+        if (item.size() != Chunk::kDiskSize) continue;
+        Chunk c = Chunk::decode(item.data());
+        if (!validate_chunk(c, sb->total_bytes, sb->node_size, sb->next_chunk_logical).ok()) continue;
+        if (chunks.find(c.logical) || chunks.find(c.logical + c.length - 1)) continue;
+        chunks.load(c);
+      }
+    }
+  }
   for (size_t at = kSuperblockSize; at + rec <= size; at += rec) {
     const uint64_t logical = get_le64(data + at);
     std::memcpy(node.data(), data + at + 8, sb->node_size);
@@ -43,8 +65,12 @@ Result<std::vector<uint8_t>> dump_from_image(std::shared_ptr<BlockDevice> dev) {
   ASSIGN_OR_RETURN(auto e, Engine::open(dev, o));
   std::vector<uint8_t> out(kSuperblockSize);
   RETURN_IF_ERROR(dev->read(kSuperblockOffsets[0], out.data(), out.size()));
-  // Every tree block the extent tree lists.
+  // Every tree block: the chunk tree's, then those the extent tree lists.
   std::vector<uint64_t> nodes;
+  {
+    ASSIGN_OR_RETURN(auto blocks, e->chunk_tree_blocks());
+    for (auto [b, level] : blocks) nodes.push_back(b);
+  }
   {
     BTree t = e->tree(kExtentTreeId);
     Cursor c = t.cursor();
