@@ -34,7 +34,7 @@ mkfs_sys() {  # SYSTEM FILES
   case $1 in
   cairn) "$BUILD/mkfs.cairn" -q -f "$IMG" ;;
   ext4) mkfs.ext4 -q -F -N $(( $2 + $2 / 8 + 4096 )) "$IMG" ;;
-  btrfs) mkfs.btrfs -q -f "$IMG" ;;
+  btrfs) mkfs.btrfs -q -f "$IMG" >/dev/null ;;
   esac
 }
 mount_sys() {

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <string_view>
+#include <tuple>
 #include <sys/stat.h>
 
 #include "alloc/chunk_map.h"
@@ -47,27 +49,45 @@ struct InodeSeen {
   uint32_t mode;
 };
 
-// One name: a directory entry, a directory index entry or an inode back reference.
+// One name: a directory entry, a directory index entry or an inode back
+// reference. Compact (the name itself lives once in the tree's arena) and
+// kept in sorted vectors, not maps: a directory of a million names costs
+// some 40 bytes per name and source, not several hundred.
 struct NameLink {
   uint64_t dir, ino, index;
-  std::string name;
+  uint64_t name_off;  // in FsTreeState::arena
+  uint16_t name_len;
   uint8_t type;
   bool indexed = false;  // DIR_ITEM: a DIR_INDEX entry of the same directory has this name
 };
 
 // What the walk gathered from one fs tree for the namespace checks.
 struct FsTreeState {
-  std::map<uint64_t, InodeSeen> inodes;
-  std::vector<NameLink> refs;                                     // INODE_REF names
-  std::map<std::pair<uint64_t, std::string>, NameLink> dir_items; // (dir, name)
-  std::map<std::pair<uint64_t, uint64_t>, NameLink> dir_index;    // (dir, index)
+  std::string arena;  // every name once, NameLink::name_off into it
+  std::vector<std::pair<uint64_t, InodeSeen>> inodes;  // sorted by check_namespace
+  std::vector<NameLink> refs;       // INODE_REF names
+  std::vector<NameLink> dir_items;  // DIR_ITEM names, by (dir, name) once sorted
+  std::vector<NameLink> dir_index;  // DIR_INDEX entries, by (dir, index) once sorted
   std::set<uint64_t> orphans;
-  std::set<uint64_t> item_owners;           // objectids that carry items other than the inode item
-  std::map<uint64_t, uint64_t> extent_end;  // ino -> end of its last file extent
+  std::vector<uint64_t> item_owners;  // objectids that carry items other than the inode item (sorted, unique later)
+  // The previous file extent (keys come in order: one inode's extents together).
+  uint64_t last_extent_ino = 0, last_extent_end = 0;
   // Spilled xattrs: (ino, name hash) -> (name, value length), and the
   // XATTR_CHUNK pieces found: (ino, name hash) -> index -> size.
   std::map<std::pair<uint64_t, uint64_t>, std::pair<std::string, uint64_t>> spilled;
   std::map<std::pair<uint64_t, uint64_t>, std::map<uint64_t, uint64_t>> xattr_chunks;
+
+  NameLink link(uint64_t dir, uint64_t ino, uint64_t index, const std::string& name, uint8_t type) {
+    NameLink l{dir, ino, index, arena.size(), uint16_t(name.size()), type};
+    arena += name;
+    return l;
+  }
+  std::string_view name(const NameLink& l) const { return std::string_view(arena).substr(l.name_off, l.name_len); }
+  std::string str(const NameLink& l) const { return std::string(name(l)); }
+  const InodeSeen* inode(uint64_t ino) const {
+    auto it = std::lower_bound(inodes.begin(), inodes.end(), ino, [](const auto& a, uint64_t i) { return a.first < i; });
+    return it != inodes.end() && it->first == ino ? &it->second : nullptr;
+  }
 };
 
 struct CsumNeed {
@@ -303,19 +323,20 @@ class Checker {
 
   void check_fs_item(uint64_t tree, const Key& k, const Bytes& d) {
     FsTreeState& fs = fs_trees_[tree];
-    if (k.type != kOrphanItem && k.type != kInodeItem) fs.item_owners.insert(k.objectid);
+    if (k.type != kOrphanItem && k.type != kInodeItem && (fs.item_owners.empty() || fs.item_owners.back() != k.objectid))
+      fs.item_owners.push_back(k.objectid);
     switch (k.type) {
       case kInodeItem: {
         auto ii = InodeItem::decode(d);
         if (!ii.ok()) return;
         report_.stats.inodes++;
-        fs.inodes[k.objectid] = InodeSeen{ii->nlink, ii->mode};
+        fs.inodes.push_back({k.objectid, InodeSeen{ii->nlink, ii->mode}});
         break;
       }
       case kInodeRef: {
         auto r = decode_inode_refs(d);
         if (!r.ok()) return;
-        for (auto& e : r.value()) fs.refs.push_back(NameLink{k.offset, k.objectid, e.index, e.name, 0});
+        for (auto& e : r.value()) fs.refs.push_back(fs.link(k.offset, k.objectid, e.index, e.name, 0));
         break;
       }
       case kDirItem:
@@ -324,7 +345,7 @@ class Checker {
         if (!e.ok()) return;
         for (auto& de : e.value()) {
           if (name_hash(de.name) != k.offset) return;
-          if (k.type == kDirItem) fs.dir_items[{k.objectid, de.name}] = NameLink{k.objectid, de.location.objectid, 0, de.name, de.type};
+          if (k.type == kDirItem) fs.dir_items.push_back(fs.link(k.objectid, de.location.objectid, 0, de.name, de.type));
           if (k.type == kXattrItem && de.type == kXattrSpilled && de.data.size() == 4)
             fs.spilled[{k.objectid, k.offset}] = {de.name, get_le32(de.data.data())};
         }
@@ -335,18 +356,19 @@ class Checker {
         if (!e.ok()) return;
         if (e->size() != 1) return;
         const DirEntry& de = e->front();
-        fs.dir_index[{k.objectid, k.offset}] = NameLink{k.objectid, de.location.objectid, k.offset, de.name, de.type};
+        fs.dir_index.push_back(fs.link(k.objectid, de.location.objectid, k.offset, de.name, de.type));
         break;
       }
       case kExtentData: {
         auto fe = FileExtent::decode(d);
         if (!fe.ok()) return;
         const uint64_t len = fe->type == kFileExtentInline ? fe->ram_bytes : fe->num_bytes;
-        if (auto last = fs.extent_end.find(k.objectid); last != fs.extent_end.end() && k.offset < last->second)
+        if (fs.last_extent_ino == k.objectid && k.offset < fs.last_extent_end)
           add("file-extent-overlap", "inode " + std::to_string(k.objectid) + ": file extent at " + std::to_string(k.offset) +
-                                         " overlaps the previous one (ends at " + std::to_string(last->second) + ")",
+                                         " overlaps the previous one (ends at " + std::to_string(fs.last_extent_end) + ")",
               tree, 0, &k);
-        fs.extent_end[k.objectid] = k.offset + len;
+        fs.last_extent_ino = k.objectid;
+        fs.last_extent_end = k.offset + len;
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
           file_refs_[{fe->disk_bytenr, fe->disk_num_bytes}][DataRefKey{tree, k.objectid, k.offset - fe->offset}]++;
           // Written data must be checksummed, sector by sector.
@@ -507,46 +529,72 @@ class Checker {
       add(code, tree_name(tree) + ": " + msg, tree, 0, &k);
       report_.problems.back().expected = expected;
     };
-    std::map<uint64_t, uint64_t> names;    // ino -> names found (INODE_REF)
-    std::map<uint64_t, uint64_t> subdirs;  // dir -> subdirectories
-    std::set<std::pair<uint64_t, uint64_t>> ref_set;  // (dir, index) named by an INODE_REF
+    // Everything sorted once (the walk gave key order already, unless the
+    // tree is damaged); then every cross-check is a binary search.
+    auto by_ino = [](const auto& a, const auto& b) { return a.first < b.first; };
+    std::stable_sort(fs.inodes.begin(), fs.inodes.end(), by_ino);
+    auto dir_index_less = [](const NameLink& a, const NameLink& b) {
+      return std::tie(a.dir, a.index) < std::tie(b.dir, b.index);
+    };
+    std::stable_sort(fs.dir_index.begin(), fs.dir_index.end(), dir_index_less);
+    auto dir_item_less = [&fs](const NameLink& a, const NameLink& b) {
+      return a.dir != b.dir ? a.dir < b.dir : fs.name(a) < fs.name(b);
+    };
+    std::stable_sort(fs.dir_items.begin(), fs.dir_items.end(), dir_item_less);
+    std::sort(fs.item_owners.begin(), fs.item_owners.end());
+    fs.item_owners.erase(std::unique(fs.item_owners.begin(), fs.item_owners.end()), fs.item_owners.end());
+
+    std::vector<uint64_t> named;    // the inode of every INODE_REF name (one per name)
+    std::vector<uint64_t> subdirs;  // the parent of every directory's name
+    std::vector<std::pair<uint64_t, uint64_t>> ref_set;  // (dir, index) named by an INODE_REF
+    named.reserve(fs.refs.size());
+    ref_set.reserve(fs.refs.size());
     for (const NameLink& r : fs.refs) {
       // The root directory's back reference to itself ("..", as btrfs) has no entry.
       if (r.ino == kFirstInode && r.dir == kFirstInode) continue;
-      names[r.ino]++;
-      ref_set.insert({r.dir, r.index});
-      auto di = fs.dir_index.find({r.dir, r.index});
-      if (di == fs.dir_index.end() || di->second.ino != r.ino || di->second.name != r.name)
-        problem("name-missing", ino_s(r.ino) + " is named \"" + r.name + "\" in directory " + std::to_string(r.dir) +
+      named.push_back(r.ino);
+      ref_set.push_back({r.dir, r.index});
+      NameLink probe{r.dir, 0, r.index, 0, 0, 0};
+      auto di = std::lower_bound(fs.dir_index.begin(), fs.dir_index.end(), probe, dir_index_less);
+      if (di == fs.dir_index.end() || di->dir != r.dir || di->index != r.index || di->ino != r.ino || fs.name(*di) != fs.name(r))
+        problem("name-missing", ino_s(r.ino) + " is named \"" + fs.str(r) + "\" in directory " + std::to_string(r.dir) +
                                     " but that directory has no matching index entry", r.ino);
-      if (auto it = fs.inodes.find(r.ino); it != fs.inodes.end() && S_ISDIR(it->second.mode)) subdirs[r.dir]++;
+      if (const InodeSeen* in = fs.inode(r.ino); in && S_ISDIR(in->mode)) subdirs.push_back(r.dir);
     }
-    for (auto& [key, e] : fs.dir_index) {
-      auto in = fs.inodes.find(e.ino);
-      if (in == fs.inodes.end()) {
-        problem("dangling-entry", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" points to missing " +
+    std::sort(named.begin(), named.end());
+    std::sort(subdirs.begin(), subdirs.end());
+    std::sort(ref_set.begin(), ref_set.end());
+    auto count_of = [](const std::vector<uint64_t>& v, uint64_t x) {
+      auto [a, b] = std::equal_range(v.begin(), v.end(), x);
+      return uint64_t(b - a);
+    };
+    for (const NameLink& e : fs.dir_index) {
+      const InodeSeen* in = fs.inode(e.ino);
+      if (!in) {
+        problem("dangling-entry", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" points to missing " +
                                       ino_s(e.ino), e.ino);
         continue;
       }
-      if (!ref_set.count(key))
-        problem("name-missing", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" has no back reference in " +
+      if (!std::binary_search(ref_set.begin(), ref_set.end(), std::pair<uint64_t, uint64_t>{e.dir, e.index}))
+        problem("name-missing", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" has no back reference in " +
                                     ino_s(e.ino), e.ino);
-      auto di = fs.dir_items.find({e.dir, e.name});
-      if (di != fs.dir_items.end()) di->second.indexed = true;
-      if (di == fs.dir_items.end() || di->second.ino != e.ino)
-        problem("dir-item", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" is in the index but not in the name hash items", e.ino);
-      if (e.type != mode_to_dt(in->second.mode))
-        problem("dir-type", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" has the wrong file type", e.ino);
+      auto di = std::lower_bound(fs.dir_items.begin(), fs.dir_items.end(), e, dir_item_less);
+      const bool found = di != fs.dir_items.end() && di->dir == e.dir && fs.name(*di) == fs.name(e);
+      if (found) di->indexed = true;
+      if (!found || di->ino != e.ino)
+        problem("dir-item", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" is in the index but not in the name hash items", e.ino);
+      if (e.type != mode_to_dt(in->mode))
+        problem("dir-type", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" has the wrong file type", e.ino);
     }
     // Marked by the index loop above: one look-up per index entry, not a
     // scan of the directory's index per name (that was quadratic in the
     // size of a directory: 6 minutes for 200,000 names).
-    for (auto& [key, e] : fs.dir_items) {
+    for (const NameLink& e : fs.dir_items) {
       if (!e.indexed)
-        problem("dir-index", "directory " + std::to_string(e.dir) + " entry \"" + e.name + "\" is missing from the directory index", e.ino);
+        problem("dir-index", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" is missing from the directory index", e.ino);
     }
     for (auto& [ino, in] : fs.inodes) {
-      const uint64_t n = names.count(ino) ? names[ino] : 0;
+      const uint64_t n = count_of(named, ino);
       const bool orphan = fs.orphans.count(ino) != 0;
       if (ino == kFirstInode) {
         if (!S_ISDIR(in.mode)) problem("root-dir", "the root directory is not a directory", ino);
@@ -554,14 +602,14 @@ class Checker {
         problem("unreachable", ino_s(ino) + " has no name and is not an orphan", ino);
         continue;
       }
-      const uint64_t want = S_ISDIR(in.mode) ? 2 + (subdirs.count(ino) ? subdirs[ino] : 0) : n;
+      const uint64_t want = S_ISDIR(in.mode) ? 2 + count_of(subdirs, ino) : n;
       if (in.nlink != want && !(orphan && in.nlink == 0))
         problem("link-count", ino_s(ino) + " has link count " + std::to_string(in.nlink) + ", found " + std::to_string(want), ino, want);
     }
     for (uint64_t o : fs.orphans)
-      if (!fs.inodes.count(o)) problem("orphan-missing", "orphan item for missing " + ino_s(o), o);
+      if (!fs.inode(o)) problem("orphan-missing", "orphan item for missing " + ino_s(o), o);
     for (uint64_t owner : fs.item_owners)
-      if (owner != kOrphanObjectId && !fs.inodes.count(owner))
+      if (owner != kOrphanObjectId && !fs.inode(owner))
         problem("item-without-inode", "items of " + ino_s(owner) + " but no inode item", owner);
   }
 
