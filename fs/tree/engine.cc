@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -343,7 +344,12 @@ Status Engine::write_superblocks() {
 }
 
 void Engine::abort(const Status& why) {
-  if (!failed_) abort_reason_ = why;
+  if (!failed_) {
+    abort_reason_ = why;
+    // Once, loudly: everything after this fails with EROFS or EIO.
+    std::fprintf(stderr, "cairn: %s: the filesystem is now read-only after an error: %s\n", dev_->name().c_str(),
+                 why.message().c_str());
+  }
   failed_ = true;
 }
 
@@ -434,6 +440,9 @@ Status Engine::commit(bool even_if_clean) {
     return st.with_context("commit failed");
   }
   alloc_.unpin_all();
+  // And the chunks that emptied with it, before new allocations spread
+  // into them (their CHUNK_ITEMs go at the next commit).
+  alloc_.reclaim_empty();
   roots_.at(kRootTreeId).dirty = false;
   roots_.at(kChunkTreeId).dirty = false;
   data_changed_ = false;
