@@ -111,7 +111,7 @@ Result<std::vector<uint64_t>> ChunkMap::map(uint64_t logical, uint64_t len) cons
   if (!c || !c->contains(logical, len))
     return Status::Corruption("address " + std::to_string(logical) + "+" + std::to_string(len) + " is not mapped by any chunk");
   std::vector<uint64_t> out;
-  for (uint32_t s = 0; s < c->num_stripes; s++) out.push_back(c->physical[s] + (logical - c->logical));
+  for (uint32_t s = 0; s < c->num_stripes && s < 2; s++) out.push_back(c->physical[s] + (logical - c->logical));
   return out;
 }
 

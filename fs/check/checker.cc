@@ -17,16 +17,11 @@
 #include "format/node.h"
 #include "format/superblock.h"
 #include "tree/engine.h"
+#include "util/hex.h"
 
 namespace cairn {
 
 namespace {
-
-std::string hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 std::string tree_name(uint64_t id) {
   switch (id) {
@@ -279,7 +274,11 @@ class Checker {
     // bookkeeping here. What follows checks what the tree checker cannot:
     // items against each other.
     if (tree == kChunkTreeId) {
-      if (k.type == kChunkItem && d.size() == Chunk::kDiskSize) chunk_items_.push_back(Chunk::decode(d.data()));
+      // Only chunks that hold up on their own (the tree checker has named
+      // the others): the map must never index a stripe that is not there.
+      if (k.type != kChunkItem || d.size() != Chunk::kDiskSize) return;
+      const Chunk c = Chunk::decode(d.data());
+      if (validate_chunk(c, sb_.total_bytes, sb_.node_size, sb_.next_chunk_logical).ok()) chunk_items_.push_back(c);
     } else if (tree == kRootTreeId) {
       if (k.type == kRootItem) {
         auto ri = RootItem::decode(d);

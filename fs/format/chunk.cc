@@ -5,16 +5,9 @@
 #include <cstdio>
 
 #include "util/endian.h"
+#include "util/hex.h"
 
 namespace cairn {
-
-namespace {
-std::string hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-}  // namespace
 
 void Chunk::encode(uint8_t* p) const {
   put_le64(p + 0, logical);

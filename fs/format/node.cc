@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "util/endian.h"
+#include "util/hex.h"
 
 namespace cairn {
 
@@ -20,11 +21,6 @@ enum : size_t {
   kOffLevel = 84,
 };
 
-std::string hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 }  // namespace
 
 size_t Node::leaf_used() const {

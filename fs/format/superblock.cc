@@ -11,6 +11,7 @@
 #include <random>
 
 #include "util/endian.h"
+#include "util/hex.h"
 
 namespace cairn {
 
@@ -47,11 +48,6 @@ enum : size_t {
 };
 static_assert(kOffChunks + Superblock::kMaxChunks * Chunk::kDiskSize <= kSuperblockSize);
 
-std::string hex(uint64_t v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 }  // namespace
 
 std::string uuid_to_string(const Uuid& u) {

@@ -352,36 +352,18 @@ TEST_CASE("Chunks: a crash at every flush point of chunk allocation and reclaim"
     reclaimed = e->allocator().chunks_reclaimed();
   }
   CHECK(reclaimed >= 10);
-  auto ops = rec->ops();
-  std::vector<size_t> flushes;
-  for (size_t i = 0; i < ops.size(); i++)
-    if (ops[i].is_flush) flushes.push_back(i);
-  REQUIRE(flushes.size() >= 60);
-  int images = 0;
-  for (size_t fi = 0; fi < flushes.size(); fi++) {
-    const size_t prefix = flushes[fi] + 1;
-    const size_t next = fi + 1 < flushes.size() ? flushes[fi + 1] : ops.size();
-    uint64_t durable = 0;
-    for (auto& [g, n] : durable_after)
-      if (n <= prefix) durable = std::max(durable, g);
-    for (int variant = 0; variant < 3; variant++) {
-      std::vector<size_t> extra;
-      if (variant > 0)
-        for (size_t i = prefix; i < next; i++)
-          if (rng() % 2) extra.push_back(i);
-      auto dev = std::make_shared<MemoryDevice>(rec->replay(prefix, extra));
-      INFO("flush " << fi << " variant " << variant);
-      require_clean(*dev);
-      auto e = open_small_chunks(dev, kMiB, true);
-      std::lock_guard lk(e->mutex());
-      const uint64_t gen = e->last_committed();
-      REQUIRE(gen >= durable);
-      REQUIRE(at_gen.count(gen));
-      REQUIRE(dump_kv(*e) == at_gen[gen].kv);
-      REQUIRE(dump_extents(*e) == at_gen[gen].extents);
-      REQUIRE(e->chunk_map().count() == at_gen[gen].chunks);
-      images++;
-    }
-  }
+  const size_t images = for_each_crash_image(*rec, durable_after, rng, [&](auto dev, uint64_t durable, const std::string& what) {
+    INFO(what);
+    require_clean(*dev);
+    auto e = open_small_chunks(dev, kMiB, true);
+    std::lock_guard lk(e->mutex());
+    const uint64_t gen = e->last_committed();
+    REQUIRE(gen >= durable);
+    REQUIRE(at_gen.count(gen));
+    REQUIRE(dump_kv(*e) == at_gen[gen].kv);
+    REQUIRE(dump_extents(*e) == at_gen[gen].extents);
+    REQUIRE(committed_chunks(*e).size() == at_gen[gen].chunks);
+    REQUIRE(e->chunk_map().count() == at_gen[gen].chunks);
+  });
   CHECK(images >= 180);
 }

@@ -73,37 +73,18 @@ TEST_CASE("Crash at every flush point leaves the last committed state", "[crash]
         durable_after[e->last_committed()] = rec->ops().size();
       }
     }
-    auto ops = rec->ops();
-    std::vector<size_t> flushes;
-    for (size_t i = 0; i < ops.size(); i++)
-      if (ops[i].is_flush) flushes.push_back(i);
-    REQUIRE(flushes.size() >= 50);
-    int images = 0;
-    for (size_t fi = 0; fi < flushes.size(); fi++) {
-      const size_t prefix = flushes[fi] + 1;
-      const size_t next = fi + 1 < flushes.size() ? flushes[fi + 1] : ops.size();
-      uint64_t durable = 0;
-      for (auto& [g, n] : durable_after)
-        if (n <= prefix) durable = std::max(durable, g);
-      for (int variant = 0; variant < 3; variant++) {
-        std::vector<size_t> extra;
-        if (variant > 0)
-          for (size_t i = prefix; i < next; i++)
-            if (rng() % 2) extra.push_back(i);
-        auto dev = std::make_shared<MemoryDevice>(rec->replay(prefix, extra));
-        auto rep = check_filesystem(*dev);
-        REQUIRE(rep.ok());
-        for (auto& pr : rep->problems) UNSCOPED_INFO(pr.message);
-        INFO("flush " << fi << " variant " << variant);
-        REQUIRE(rep->clean());
-        auto e = open_engine(dev, true);
-        const uint64_t gen = e->last_committed();
-        REQUIRE(gen >= durable);
-        REQUIRE(at_gen.count(gen));
-        REQUIRE(dump(*e) == at_gen[gen]);
-        images++;
-      }
-    }
+    const size_t images = for_each_crash_image(*rec, durable_after, rng, [&](auto dev, uint64_t durable, const std::string& what) {
+      auto rep = check_filesystem(*dev);
+      REQUIRE(rep.ok());
+      for (auto& pr : rep->problems) UNSCOPED_INFO(pr.message);
+      INFO(what);
+      REQUIRE(rep->clean());
+      auto e = open_engine(dev, true);
+      const uint64_t gen = e->last_committed();
+      REQUIRE(gen >= durable);
+      REQUIRE(at_gen.count(gen));
+      REQUIRE(dump(*e) == at_gen[gen]);
+    });
     CHECK(images >= 150);
   }
 }

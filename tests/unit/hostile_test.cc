@@ -344,6 +344,14 @@ TEST_CASE("Hostile: the chunk tree lies", "[hostile]") {
          d.physical[0] = e.super().total_bytes;
          REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
        }},
+      // Found by fuzz_image: fsck mapped through the lying record and read
+      // past the two stripes.
+      {"a chunk with three stripes", "bad profile/stripe count",
+       [&](Engine& e, std::vector<Chunk>& all) {
+         Chunk d = of(all, kChunkData);
+         d.num_stripes = 3;
+         REQUIRE(e.tree(kChunkTreeId).upsert(key(d.logical), item(d)).ok());
+       }},
       {"the metadata chunk missing from the tree", "root",
        [&](Engine& e, std::vector<Chunk>& all) {
          for (const Chunk& c : all)

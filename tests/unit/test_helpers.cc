@@ -90,6 +90,33 @@ uint64_t new_file(Filesystem& fs, const std::string& name, const std::vector<cha
   return ent->ino;
 }
 
+size_t for_each_crash_image(const RecordingDevice& rec, const std::map<uint64_t, size_t>& durable_after,
+                            std::mt19937_64& rng,
+                            const std::function<void(std::shared_ptr<MemoryDevice>, uint64_t, const std::string&)>& check) {
+  auto ops = rec.ops();
+  std::vector<size_t> flushes;
+  for (size_t i = 0; i < ops.size(); i++)
+    if (ops[i].is_flush) flushes.push_back(i);
+  size_t images = 0;
+  for (size_t fi = 0; fi < flushes.size(); fi++) {
+    const size_t prefix = flushes[fi] + 1;
+    const size_t next = fi + 1 < flushes.size() ? flushes[fi + 1] : ops.size();
+    uint64_t durable = 0;
+    for (auto& [g, n] : durable_after)
+      if (n <= prefix) durable = std::max(durable, g);
+    for (int variant = 0; variant < 3; variant++) {
+      std::vector<size_t> extra;
+      if (variant > 0)
+        for (size_t i = prefix; i < next; i++)
+          if (rng() % 2) extra.push_back(i);
+      check(std::make_shared<MemoryDevice>(rec.replay(prefix, extra)), durable,
+            "flush " + std::to_string(fi) + " of " + std::to_string(flushes.size()) + " variant " + std::to_string(variant));
+      images++;
+    }
+  }
+  return images;
+}
+
 std::vector<char> pattern(size_t n, uint32_t seed) {
   std::vector<char> v(n);
   std::mt19937 rng(seed);

@@ -1,8 +1,10 @@
 #pragma once
 // Shared helpers for engine unit tests: fresh in-memory filesystems and
 // opening an image after the fact.
+#include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,16 @@ void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>&
 
 // A new regular file `name` in the root directory holding `data`; its inode number.
 uint64_t new_file(Filesystem& fs, const std::string& name, const std::vector<char>& data);
+
+// Crash simulation: the image as it was at every flush of `rec`, and (two
+// more variants per flush) with a random subset of the writes issued after
+// it, as a crash with writes landing out of order leaves it. `durable_after`
+// maps each committed generation to the number of recorded operations once
+// it was durable; `check` gets each image, the newest generation it must at
+// least hold, and a description. Returns the number of images.
+size_t for_each_crash_image(const RecordingDevice& rec, const std::map<uint64_t, size_t>& durable_after,
+                            std::mt19937_64& rng,
+                            const std::function<void(std::shared_ptr<MemoryDevice>, uint64_t durable, const std::string& what)>& check);
 
 // n pseudo-random bytes from a seed.
 std::vector<char> pattern(size_t n, uint32_t seed);
