@@ -62,6 +62,8 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   std::shared_ptr<BlockDevice> device = std::move(dev);
   EngineOptions eo;
   eo.read_only = !repair;
+  // fsck trusts the extent tree, never a cache of it (a repair allocates).
+  eo.space_cache = false;
   ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
   ASSIGN_OR_RETURN(auto io, IoEngine::open(image, !repair, IoEngineOptions{}));
   ScrubOptions so;
@@ -110,7 +112,9 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
 Status repair(const std::string& image, const CheckReport& r, std::vector<std::string>* changes) {
   ASSIGN_OR_RETURN(auto dev, FileDevice::open(image, FileDeviceOptions{false, true}));
   std::shared_ptr<BlockDevice> device = std::move(dev);
-  ASSIGN_OR_RETURN(auto eng, Engine::open(device, EngineOptions{}));
+  EngineOptions eo;
+  eo.space_cache = false;  // the extent tree is the truth a repair allocates by
+  ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
   std::lock_guard lk(eng->mutex());
   RETURN_IF_ERROR(repair_structures(*eng, r, changes));
   return eng->commit();

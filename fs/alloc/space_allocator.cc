@@ -8,14 +8,39 @@ SpaceAllocator::SpaceAllocator(ChunkMap* chunks, uint32_t data_profile, uint32_t
     : chunks_(chunks), data_profile_(data_profile), meta_profile_(meta_profile), node_size_(node_size) {}
 
 void SpaceAllocator::init_from_chunks() {
-  data_free_.clear();
-  meta_free_.clear();
-  system_free_.clear();
+  data_free_ = meta_free_ = system_free_ = FreeMap{};
   for (const Chunk& c : chunks_->chunks()) insert_free(map_for(c.type), c.logical, c.length);
 }
 
-void SpaceAllocator::insert_free(FreeMap& m, uint64_t start, uint64_t len) {
+void SpaceAllocator::init_from_cache(const std::vector<std::pair<uint64_t, uint64_t>>& free) {
+  data_free_ = meta_free_ = system_free_ = FreeMap{};
+  for (const Chunk& c : chunks_->chunks_of(kChunkSystem)) insert_free(system_free_, c.logical, c.length);
+  for (auto [s, l] : free)
+    if (const Chunk* c = chunks_->find(s)) insert_free(map_for(c->type), s, l);
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> SpaceAllocator::free_after_commit() const {
+  std::vector<std::pair<uint64_t, uint64_t>> all;
+  all.reserve(data_free_.ranges.size() + meta_free_.ranges.size() + pinned_.size());
+  for (auto& r : data_free_.ranges) all.push_back(r);
+  for (auto& r : meta_free_.ranges) all.push_back(r);
+  for (auto [s, l] : pinned_) {
+    const Chunk* c = chunks_->find(s);
+    if (c && c->type != kChunkSystem) all.emplace_back(s, l);
+  }
+  std::sort(all.begin(), all.end());
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto [s, l] : all) {
+    if (!out.empty() && out.back().first + out.back().second == s) out.back().second += l;
+    else out.emplace_back(s, l);
+  }
+  return out;
+}
+
+void SpaceAllocator::insert_free(FreeMap& fm, uint64_t start, uint64_t len) {
   if (len == 0) return;
+  fm.bytes += len;
+  auto& m = fm.ranges;
   auto next = m.lower_bound(start);
   if (next != m.begin()) {
     auto prev = std::prev(next);
@@ -33,7 +58,8 @@ void SpaceAllocator::insert_free(FreeMap& m, uint64_t start, uint64_t len) {
   m[start] = len;
 }
 
-bool SpaceAllocator::take(FreeMap& m, uint64_t start, uint64_t len) {
+bool SpaceAllocator::take(FreeMap& fm, uint64_t start, uint64_t len) {
+  auto& m = fm.ranges;
   auto it = m.upper_bound(start);
   if (it == m.begin()) return false;
   --it;
@@ -42,6 +68,7 @@ bool SpaceAllocator::take(FreeMap& m, uint64_t start, uint64_t len) {
   m.erase(it);
   if (start > fs) m[fs] = start - fs;
   if (start + len < fs + fl) m[start + len] = fs + fl - (start + len);
+  fm.bytes -= len;
   return true;
 }
 
@@ -73,7 +100,8 @@ size_t SpaceAllocator::reclaim_empty() {
   for (uint32_t type : {kChunkData, kChunkMetadata}) {
     std::vector<Chunk> of = chunks_->chunks_of(type);
     size_t left = of.size();
-    FreeMap& m = map_for(type);
+    FreeMap& fm = map_for(type);
+    auto& m = fm.ranges;
     for (const Chunk& c : of) {
       if (left <= 1) break;
       if (c.logical == chunks_->last_logical()) continue;
@@ -82,6 +110,7 @@ size_t SpaceAllocator::reclaim_empty() {
       auto it = m.find(c.logical);
       if (it == m.end() || it->second != c.length) continue;
       m.erase(it);
+      fm.bytes -= c.length;
       chunks_->remove(c.logical);
       if (cursor_[type] >= c.logical && cursor_[type] < c.logical + c.length) cursor_[type] = 0;
       left--;
@@ -97,15 +126,27 @@ Result<uint64_t> SpaceAllocator::alloc(uint32_t type, uint64_t len, uint64_t ali
   return r.first;
 }
 
+Result<uint64_t> SpaceAllocator::alloc_in_chunks(uint32_t type, uint64_t len, uint64_t align) {
+  ASSIGN_OR_RETURN(auto r, alloc_range_impl(type, len, len, align, false));
+  return r.first;
+}
+
 Result<std::pair<uint64_t, uint64_t>> SpaceAllocator::alloc_range(uint32_t type, uint64_t min_len, uint64_t max_len,
                                                                   uint64_t align) {
+  return alloc_range_impl(type, min_len, max_len, align, true);
+}
+
+Result<std::pair<uint64_t, uint64_t>> SpaceAllocator::alloc_range_impl(uint32_t type, uint64_t min_len, uint64_t max_len,
+                                                                       uint64_t align, bool may_grow) {
   for (int attempt = 0; attempt < 2; attempt++) {
-    FreeMap& m = map_for(type);
+    FreeMap& fm = map_for(type);
+    auto& m = fm.ranges;
     uint64_t cur = cursor_[type];
     // Next fit from the cursor (sequential writes stay contiguous), wrapping
     // once; remember the largest run >= min_len in case nothing fits max_len.
     std::pair<uint64_t, uint64_t> best{0, 0};
-    auto scan = [&](FreeMap::iterator from, FreeMap::iterator to) -> bool {
+    using It = std::map<uint64_t, uint64_t>::iterator;
+    auto scan = [&](It from, It to) -> bool {
       for (auto it = from; it != to; ++it) {
         uint64_t s = (it->first + align - 1) / align * align;
         if (s >= it->first + it->second) continue;
@@ -125,11 +166,11 @@ Result<std::pair<uint64_t, uint64_t>> SpaceAllocator::alloc_range(uint32_t type,
     }
     if (!scan(start, m.end())) scan(m.begin(), start);
     if (best.second >= min_len) {
-      take(m, best.first, best.second);
+      take(fm, best.first, best.second);
       cursor_[type] = best.first + best.second;
       return best;
     }
-    if (attempt == 0) {
+    if (attempt == 0 && may_grow) {
       // A chunk of the type's size unless the request needs more (a
       // shorter extent than max_len is fine).
       Status st = grow(type, std::max(min_len, std::min(max_len, chunks_->preferred_size(type))));
@@ -157,12 +198,6 @@ void SpaceAllocator::unpin_all() {
   pinned_.clear();
   pinned_bytes_ = 0;
   pinned_data_bytes_ = 0;
-}
-
-uint64_t SpaceAllocator::free_in_chunks(uint32_t type) const {
-  uint64_t n = 0;
-  for (auto& [s, l] : map_for(type)) n += l;
-  return n;
 }
 
 uint64_t SpaceAllocator::metadata_reserve() const { return uint64_t(node_size_) * 256; }

@@ -1,10 +1,11 @@
 #pragma once
 // In-memory free-space allocator with pinned extents (docs/design.md, "Space").
 //
-// The free-space map is not stored on disk: at open it is rebuilt from the
-// chunk map, the extent tree (every allocated extent has an item) and the
-// chunk tree's own nodes (the only things in system chunks), a deliberate
-// trade of open time for a format with one source of truth.
+// The free-space map is derived state: the extent tree (every allocated
+// extent has an item) and the chunk tree's own nodes (the only things in
+// system chunks) say what is in use. At open it comes from the free-space
+// cache a clean unmount saved (alloc/space_cache.h) or, without a valid
+// one, from a scan of the extent tree.
 //
 // Empty chunks are given back (reclaim_empty): at each commit, and at once
 // when a chunk of another type needs the device space.
@@ -32,6 +33,14 @@ class SpaceAllocator {
 
   // Add every chunk's range as free; then mark_used() each allocated extent.
   void init_from_chunks();
+  // Data and metadata free space as a loaded cache says (checked by
+  // load_space_cache), system chunks wholly free; then mark_used() the
+  // chunk tree's nodes.
+  void init_from_cache(const std::vector<std::pair<uint64_t, uint64_t>>& free);
+  // What a cache written now must say: the free space of data and metadata
+  // chunks as the running transaction's commit leaves it (the pinned ranges
+  // are free once it is durable), sorted and merged.
+  std::vector<std::pair<uint64_t, uint64_t>> free_after_commit() const;
   // False when [start, start+len) is not free space of one chunk (outside
   // every chunk, or overlapping something marked before).
   bool mark_used(uint64_t start, uint64_t len);
@@ -42,6 +51,9 @@ class SpaceAllocator {
   // Allocate between min_len and max_len bytes, contiguous: the largest run
   // available near the cursor. Data writeback uses it to build big extents.
   Result<std::pair<uint64_t, uint64_t>> alloc_range(uint32_t type, uint64_t min_len, uint64_t max_len, uint64_t align);
+  // Allocate from existing chunks only (a commit past the point where the
+  // chunk tree was written must not create a chunk).
+  Result<uint64_t> alloc_in_chunks(uint32_t type, uint64_t len, uint64_t align);
 
   // Create a chunk of this type now (mkfs gives a new image one of each).
   Status add_chunk(uint32_t type) { return grow(type, 1 << 20); }
@@ -51,8 +63,9 @@ class SpaceAllocator {
   uint64_t pinned_bytes() const { return pinned_bytes_; }
   uint64_t pinned_data_bytes() const { return pinned_data_bytes_; }
 
-  // Free bytes in existing chunks of this type.
-  uint64_t free_in_chunks(uint32_t type) const;
+  // Free bytes in existing chunks of this type (kept as ranges come and go:
+  // every reservation asks).
+  uint64_t free_in_chunks(uint32_t type) const { return map_for(type).bytes; }
   // Free bytes a data writer can still get, counting unallocated device space
   // but keeping a metadata reserve so deletes and commits never run dry.
   uint64_t data_available() const;
@@ -68,7 +81,10 @@ class SpaceAllocator {
   uint64_t chunks_reclaimed() const { return chunks_reclaimed_; }
 
  private:
-  using FreeMap = std::map<uint64_t, uint64_t>;  // start -> length
+  struct FreeMap {
+    std::map<uint64_t, uint64_t> ranges;  // start -> length, merged
+    uint64_t bytes = 0;                   // their sum
+  };
   FreeMap& map_for(uint32_t type) {
     return type == kChunkData ? data_free_ : type == kChunkSystem ? system_free_ : meta_free_;
   }
@@ -78,6 +94,8 @@ class SpaceAllocator {
   uint32_t profile_for(uint32_t type) const { return type == kChunkData ? data_profile_ : meta_profile_; }
   void insert_free(FreeMap& m, uint64_t start, uint64_t len);
   bool take(FreeMap& m, uint64_t start, uint64_t len);
+  Result<std::pair<uint64_t, uint64_t>> alloc_range_impl(uint32_t type, uint64_t min_len, uint64_t max_len, uint64_t align,
+                                                         bool may_grow);
   Status grow(uint32_t type, uint64_t min_len);
   uint64_t metadata_reserve() const;
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "alloc/chunk_map.h"
+#include "alloc/space_cache.h"
 #include "format/constants.h"
 #include "format/items.h"
 #include "format/node.h"
@@ -461,6 +462,49 @@ class Checker {
     if (used != sb_.bytes_used)
       add("space-accounting", "superblock says " + std::to_string(sb_.bytes_used) + " bytes used, extents add up to " +
                                   std::to_string(used), 0, 0);
+    if (!partial) check_space_cache(all);
+  }
+
+  // A valid free-space cache must say exactly what the extent tree says:
+  // every data and metadata chunk's space minus its allocations and the
+  // cache's own blocks. The mount trusts a cache that passes its cheap
+  // checks, so this comparison is the one that catches a plausible lie.
+  void check_space_cache(std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> used) {
+    if (!sb_.space_cache_valid()) return;
+    auto cache = load_space_cache(dev_, *chunks_, sb_);
+    if (!cache.ok()) {
+      add("space-cache", "free-space cache: " + cache.status().message() + " (the next mount reads the extent tree)", 0, 0);
+      return;
+    }
+    report_.stats.space_cache_ranges = cache->free.size();
+    for (uint64_t b : cache->blocks) used.emplace_back(b, sb_.node_size, kChunkMetadata);
+    std::sort(used.begin(), used.end());
+    FreeRanges expect;
+    auto add_free = [&](uint64_t s, uint64_t e) {
+      if (s >= e) return;
+      if (!expect.empty() && expect.back().first + expect.back().second == s) expect.back().second += e - s;
+      else expect.emplace_back(s, e - s);
+    };
+    size_t i = 0;
+    for (const Chunk& c : chunks_->chunks()) {
+      if (c.type == kChunkSystem) continue;
+      uint64_t at = c.logical;
+      while (i < used.size() && std::get<0>(used[i]) < c.logical) i++;
+      for (; i < used.size() && std::get<0>(used[i]) < c.logical + c.length; i++) {
+        add_free(at, std::get<0>(used[i]));
+        at = std::max(at, std::get<0>(used[i]) + std::get<1>(used[i]));
+      }
+      add_free(at, c.logical + c.length);
+    }
+    if (expect == cache->free) return;
+    size_t d = 0;
+    while (d < expect.size() && d < cache->free.size() && expect[d] == cache->free[d]) d++;
+    auto range = [](const FreeRanges& r, size_t at) {
+      return at < r.size() ? hex(r[at].first) + "+" + std::to_string(r[at].second) : std::string("nothing");
+    };
+    add("space-cache", "free-space cache differs from the extent tree: free range " + std::to_string(d) + " is " +
+                           range(cache->free, d) + " in the cache, " + range(expect, d) + " by the extent tree",
+        0, 0);
   }
 
   void check_csums() {
@@ -641,7 +685,7 @@ nlohmann::json CheckReport::to_json() const {
                 {"items", stats.items},           {"inodes", stats.inodes},
                 {"data_extents", stats.data_extents}, {"data_bytes", stats.data_bytes},
                 {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items},
-                {"chunks", stats.chunks}};
+                {"chunks", stats.chunks}, {"space_cache_ranges", stats.space_cache_ranges}};
   j["problems"] = nlohmann::json::array();
   for (const auto& p : problems) {
     nlohmann::json e = {{"code", p.code}, {"message", p.message}, {"severity", p.warning ? "warning" : "error"}};

@@ -41,6 +41,7 @@ struct CheckStats {
   uint64_t data_extents = 0, data_bytes = 0, tree_bytes = 0;
   uint64_t inodes = 0, csum_items = 0;
   uint64_t chunks = 0;
+  uint64_t space_cache_ranges = 0;  // ranges in a valid free-space cache (0: none)
 };
 
 struct CheckReport {

@@ -83,7 +83,8 @@ Status fix_data_extents(Engine& e, const std::set<uint64_t>& bad, std::vector<st
 
 bool repairable(const Problem& p) {
   static const std::set<std::string> kCodes = {"link-count", "orphan-missing", "space-accounting", "superblock-copy",
-                                               "superblock-stale", "extent-refs", "extent-backref", "extent-leak"};
+                                               "superblock-stale", "extent-refs", "extent-backref", "extent-leak",
+                                               "space-cache"};
   return kCodes.count(p.code) != 0;
 }
 
@@ -106,6 +107,9 @@ Status repair_structures(Engine& e, const CheckReport& r, std::vector<std::strin
       bad_data_extents.insert(p.bytenr);
     } else if (p.code == "space-accounting") {
       changes->push_back("space in use recounted from the extent tree");
+    } else if (p.code == "space-cache") {
+      // The repair's commit points the superblock at no cache.
+      changes->push_back("free-space cache dropped (the next mount reads the extent tree)");
     } else if (p.code == "superblock-copy" || p.code == "superblock-stale") {
       changes->push_back("superblock copy at " + std::to_string(p.bytenr) + " rewritten");
     }

@@ -44,6 +44,8 @@ enum : size_t {
   kOffChunkRoot = 432,
   kOffChunkRootGeneration = 440,
   kOffChunkRootLevel = 448,
+  kOffSpaceCache = 456,
+  kOffSpaceCacheGeneration = 464,
   kOffChunks = 512,
 };
 static_assert(kOffChunks + Superblock::kMaxChunks * Chunk::kDiskSize <= kSuperblockSize);
@@ -95,6 +97,8 @@ void Superblock::encode(uint8_t* buf) const {
   put_le64(buf + kOffChunkRoot, chunk_root);
   put_le64(buf + kOffChunkRootGeneration, chunk_root_generation);
   put_u8(buf + kOffChunkRootLevel, chunk_root_level);
+  put_le64(buf + kOffSpaceCache, space_cache);
+  put_le64(buf + kOffSpaceCacheGeneration, space_cache_generation);
   put_le64(buf + kOffTotalBytes, total_bytes);
   put_le64(buf + kOffBytesUsed, bytes_used);
   put_le32(buf + kOffVersion, format_version);
@@ -138,6 +142,8 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
   sb.chunk_root = get_le64(buf + kOffChunkRoot);
   sb.chunk_root_generation = get_le64(buf + kOffChunkRootGeneration);
   sb.chunk_root_level = get_u8(buf + kOffChunkRootLevel);
+  sb.space_cache = get_le64(buf + kOffSpaceCache);
+  sb.space_cache_generation = get_le64(buf + kOffSpaceCacheGeneration);
   sb.total_bytes = get_le64(buf + kOffTotalBytes);
   sb.bytes_used = get_le64(buf + kOffBytesUsed);
   sb.format_version = get_le32(buf + kOffVersion);

@@ -50,6 +50,12 @@ struct Superblock {
   uint64_t chunk_root = 0;
   uint64_t chunk_root_generation = 0;
   uint8_t chunk_root_level = 0;
+  // The free-space cache written by a clean unmount (docs/format.md, "Free
+  // space cache"): its first block, and the generation it describes. It is
+  // valid only while that generation is the superblock's own.
+  uint64_t space_cache = 0;
+  uint64_t space_cache_generation = 0;
+  bool space_cache_valid() const { return space_cache != 0 && space_cache_generation == generation; }
   std::vector<Chunk> chunks;
 
   bool has_chunk_tree() const { return incompat_flags & kIncompatChunkTree; }

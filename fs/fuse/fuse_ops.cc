@@ -469,7 +469,8 @@ nlohmann::json stats_json(Filesystem& fs) {
                    {"data_free_bytes", sa.free_in_chunks(kChunkData)},
                    {"metadata_free_bytes", sa.free_in_chunks(kChunkMetadata)},
                    {"unallocated_bytes", cm.unallocated(kProfileSingle)},
-                   {"reclaimed", sa.chunks_reclaimed()}};
+                   {"reclaimed", sa.chunks_reclaimed()},
+                   {"free_space_from", e.free_space_source()}};
   }
   j["data"] = {{"bytes_read", d.bytes_read.load()}, {"bytes_written", d.bytes_written.load()}};
   j["cache"] = {{"dirty_bytes", fs.writeback().dirty_bytes()}, {"dontcache_writes", w.dontcache_writes.load()},

@@ -47,6 +47,7 @@ struct Options {
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
   uint64_t max_chunk_size = 0;
+  bool space_cache = true;  // -o nospace_cache: read the extent tree at mount, save no cache
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   bool posix_acl = true;         // -o acl (default) / -o noacl
   AtimePolicy atime = AtimePolicy::kRelatime;
@@ -119,6 +120,8 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       o->max_chunk_size = *v;
       return 0;
     }
+    if (a == "space_cache") { o->space_cache = true; return 0; }
+    if (a == "nospace_cache") { o->space_cache = false; return 0; }
     if (a == "acl") { o->posix_acl = true; return 0; }
     if (a == "noacl") { o->posix_acl = false; return 0; }
     // Access times are the daemon's (the kernel never updates atime on
@@ -193,6 +196,7 @@ void usage(const char* prog) {
             << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
+            << "    -o nospace_cache       read the extent tree at mount instead of the free-space cache\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
             << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
@@ -376,6 +380,7 @@ int main(int argc, char** argv) {
     // fork() would not carry the engine's threads into the daemon.
     EngineOptions eo;
     eo.read_only = true;
+    eo.space_cache = o.space_cache;
     auto probe = Engine::open(device, eo);
     if (!probe.ok()) {
       std::cerr << "cairn: cannot mount " << abs_image << ": " << probe.status().message() << "\n";
@@ -392,6 +397,7 @@ int main(int argc, char** argv) {
   mo.nodiratime = o.nodiratime;
   mo.posix_acl = o.posix_acl;
   mo.max_chunk_size = o.max_chunk_size;
+  mo.space_cache = o.space_cache;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;
   mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <vector>
 
+#include "alloc/space_cache.h"
+#include "util/aligned_buffer.h"
+
 namespace cairn {
 
 namespace {
@@ -147,7 +150,41 @@ Status Engine::load_roots() {
   return Status::Ok();
 }
 
+bool Engine::load_free_space_cache() {
+  if (!opts_.space_cache) {
+    free_space_source_ = "extent tree (nospace_cache)";
+    return false;
+  }
+  if (!sb_.space_cache_valid()) {
+    free_space_source_ = sb_.space_cache ? "extent tree (the cache is older than the last commit)"
+                                         : "extent tree (no cache saved: a new filesystem, or the last mount did not end cleanly)";
+    return false;
+  }
+  auto cache = load_space_cache(*dev_, chunks_, sb_);
+  if (!cache.ok()) {
+    free_space_source_ = "extent tree (cache not used: " + cache.status().message() + ")";
+    std::fprintf(stderr, "cairn: free-space cache not used: %s; reading the extent tree\n", cache.status().message().c_str());
+    return false;
+  }
+  alloc_.init_from_cache(cache->free);
+  extent_items_ = cache->extent_items;
+  space_cache_blocks_ = std::move(cache->blocks);
+  free_space_source_ = "cache";
+  return true;
+}
+
 Status Engine::rebuild_free_space() {
+  if (load_free_space_cache()) {
+    // The cache covers data and metadata chunks; system chunks hold the
+    // chunk tree's nodes and nothing else.
+    ASSIGN_OR_RETURN(auto blocks, chunk_tree_blocks());
+    for (auto [b, level] : blocks) {
+      const Chunk* ch = chunks_.find(b);
+      if (!ch || ch->type != kChunkSystem || !alloc_.mark_used(b, sb_.node_size))
+        return Status::Corruption("chunk tree node at " + std::to_string(b) + " lies outside the free space of its chunks");
+    }
+    return Status::Ok();
+  }
   alloc_.init_from_chunks();
   // Every allocation must be free space of a chunk of its kind when it is
   // marked: an extent outside every chunk, in one of the wrong type, or on
@@ -396,9 +433,59 @@ Status Engine::recount_space() {
   return Status::Ok();
 }
 
+Status Engine::commit_saving_free_space() {
+  if (!opts_.space_cache) return commit();
+  save_space_cache_ = true;
+  Status st = commit(!sb_.space_cache_valid());
+  save_space_cache_ = false;
+  return st;
+}
+
+Status Engine::write_free_space_cache() {
+  std::vector<uint64_t> blocks;
+  auto give_back = [&] {
+    for (uint64_t b : blocks) alloc_.free_now(b, sb_.node_size);
+  };
+  // Allocating a block can split a free range, so recount until the blocks suffice.
+  std::vector<std::pair<uint64_t, uint64_t>> free;
+  for (;;) {
+    free = alloc_.free_after_commit();
+    if (blocks.size() >= space_cache_blocks_needed(free.size(), sb_.node_size)) break;
+    auto b = alloc_.alloc_in_chunks(kChunkMetadata, sb_.node_size, sb_.node_size);
+    if (!b.ok()) {
+      give_back();
+      return b.status();
+    }
+    blocks.push_back(*b);
+  }
+  AlignedBuffer buf(sb_.node_size);
+  sb_.space_cache_generation = transid_;  // what the blocks are encoded for
+  for (const SpaceCacheBlock& b : layout_space_cache(free, blocks, transid_, extent_items_, sb_.node_size)) {
+    b.encode(sb_, buf.data());
+    Status st = [&]() -> Status {
+      ASSIGN_OR_RETURN(auto copies, chunks_.map(b.bytenr, sb_.node_size));
+      for (uint64_t phys : copies) RETURN_IF_ERROR(dev_->write(phys, buf.data(), sb_.node_size));
+      return Status::Ok();
+    }();
+    if (!st.ok()) {
+      give_back();
+      return st;
+    }
+  }
+  sb_.space_cache = blocks.front();
+  space_cache_blocks_ = std::move(blocks);
+  return Status::Ok();
+}
+
 Status Engine::commit(bool even_if_clean) {
   if (opts_.read_only || (!dirty() && !even_if_clean)) return Status::Ok();
   if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());
+  // The cache the durable superblock points at is dropped by this commit:
+  // its blocks are free once the commit is.
+  for (uint64_t b : space_cache_blocks_) alloc_.pin(b, sb_.node_size);
+  space_cache_blocks_.clear();
+  sb_.space_cache = 0;
+  sb_.space_cache_generation = 0;
   // Chunks emptied by the last transaction go back to unallocated space.
   alloc_.reclaim_empty();
   Status st = [&]() -> Status {
@@ -411,6 +498,15 @@ Status Engine::commit(bool even_if_clean) {
       for (auto& [id, r] : roots_)
         if (id != kRootTreeId && id != kChunkTreeId && r.dirty) any = true;
       if (!any && delayed_refs_.empty() && chunks_.changed().empty()) break;
+    }
+    // The free-space cache, last of all allocations (no chunk may appear
+    // after the chunk tree is settled). Without room it is simply not saved.
+    if (save_space_cache_) {
+      if (Status cs = write_free_space_cache(); !cs.ok()) {
+        sb_.space_cache = sb_.space_cache_generation = 0;
+        std::fprintf(stderr, "cairn: free-space cache not saved (%s); the next mount reads the extent tree\n",
+                     cs.message().c_str());
+      }
     }
     // Order is the whole protocol: nodes, flush, superblocks, flush.
     RETURN_IF_ERROR(store_.write_dirty());

@@ -56,6 +56,10 @@ struct EngineOptions {
   // Test knob: no new chunk larger than this (0: sized from the device), so
   // small images get hundreds of chunks (docs/design.md, "Chunks").
   uint64_t max_chunk_size = 0;
+  // Load the free-space cache a clean unmount saved, and let
+  // commit_saving_free_space() write one (-o nospace_cache: neither; the
+  // extent tree is read at every open).
+  bool space_cache = true;
 };
 
 // Which superblock copies exist and what each holds (fsck reports them).
@@ -103,6 +107,16 @@ class Engine : public TreeContext {
   // transaction number a crash lost is ever handed out again; inode
   // generations, and with them file handles, rely on that).
   Status commit(bool even_if_clean = false);
+  // The last commit of a mount: as commit(), and it saves the free-space
+  // map for the next open (docs/design.md, "Space"). Nothing may be
+  // allocated outside the extent tree when it runs (writeback drained).
+  Status commit_saving_free_space();
+  // Where this open's free-space map came from, for `cairnctl stats`:
+  // "cache", or "extent tree" with the reason the cache was not used.
+  const std::string& free_space_source() const { return free_space_source_; }
+  // The blocks of the cache the last durable superblock points at (in use
+  // until the next commit).
+  const std::vector<uint64_t>& space_cache_blocks() const { return space_cache_blocks_; }
   bool dirty() const;
   // Abandon the running transaction after an operation failed half-way:
   // nothing more is ever committed, so the image keeps its last committed
@@ -157,6 +171,13 @@ class Engine : public TreeContext {
   Status load_chunk_tree();
   Status load_roots();
   Status rebuild_free_space();
+  // The free-space map from the cache, if it is valid and holds up (see
+  // alloc/space_cache.h); false (with free_space_source_ saying why) if the
+  // extent tree must be read instead.
+  bool load_free_space_cache();
+  // Allocate blocks for the free-space cache in existing metadata chunks
+  // and write it; the caller points the superblock at it.
+  Status write_free_space_cache();
   // Bring the chunk tree up to date with the chunk map's changes (creating
   // it, with a first system chunk, on an image that has none yet).
   Status sync_chunk_tree();
@@ -191,6 +212,11 @@ class Engine : public TreeContext {
   DevStats dev_stats_;
   bool stats_dirty_ = false;
   bool data_changed_ = false;
+  bool save_space_cache_ = false;  // inside commit_saving_free_space
+  // Blocks of the cache the last durable superblock points at: freed by the
+  // next commit (which points at none, or at a new cache).
+  std::vector<uint64_t> space_cache_blocks_;
+  std::string free_space_source_;
   bool failed_ = false;  // a commit or an operation failed half-way: no further commits
   Status abort_reason_;
 };

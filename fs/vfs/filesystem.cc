@@ -44,6 +44,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   eo.read_only = opts.read_only;
   eo.node_cache_bytes = opts.node_cache_bytes;
   eo.max_chunk_size = opts.max_chunk_size;
+  eo.space_cache = opts.space_cache;
   const std::string path = dev->name();
   if (dev->fd() < 0) return Status::Invalid("the data path needs an image file or block device");
   ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));
@@ -415,7 +416,7 @@ Status Filesystem::unmount() {
     if (!st.ok()) engine_->abort(st);
   }
   RETURN_IF_ERROR(flush_dirty_inodes());
-  return engine_->commit();
+  return engine_->commit_saving_free_space();
 }
 
 }  // namespace cairn

@@ -75,6 +75,7 @@ struct MountOptions {
   AtimePolicy atime = AtimePolicy::kRelatime;
   bool nodiratime = false;
   bool posix_acl = true;  // -o noacl: system.posix_acl_* are refused, nothing inherited
+  bool space_cache = true;      // -o nospace_cache: EngineOptions::space_cache
   uint64_t max_chunk_size = 0;  // test knob (-o debug_max_chunk=): EngineOptions::max_chunk_size
 };
 

@@ -7,18 +7,13 @@
 #include <random>
 
 #include "check/checker.h"
+#include "engine_model.h"
 #include "test_helpers.h"
 
 using namespace cairn;
 using namespace cairn::test;
 
 namespace {
-
-constexpr uint64_t kTestTree = 300;
-constexpr uint64_t kMiB = 1ULL << 20;
-
-using KvModel = std::map<Key, Bytes>;
-using ExtentModel = std::map<uint64_t, uint64_t>;  // bytenr -> length
 
 std::unique_ptr<Engine> open_small_chunks(std::shared_ptr<BlockDevice> dev, uint64_t max_chunk, bool read_only = false) {
   EngineOptions eo;
@@ -29,70 +24,6 @@ std::unique_ptr<Engine> open_small_chunks(std::shared_ptr<BlockDevice> dev, uint
   INFO(e.status().message());
   REQUIRE(e.ok());
   return std::move(e).value();
-}
-
-KvModel dump_kv(Engine& e) {
-  KvModel m;
-  BTree t = e.tree(kTestTree);
-  Cursor c = t.cursor();
-  REQUIRE(c.seek(Key::Min()).ok());
-  for (; c.valid(); c.advance()) m[c.key()] = c.data();
-  REQUIRE(c.status().ok());
-  return m;
-}
-
-ExtentModel dump_extents(Engine& e) {
-  ExtentModel m;
-  BTree t = e.tree(kExtentTreeId);
-  Cursor c = t.cursor();
-  REQUIRE(c.seek(Key::Min()).ok());
-  for (; c.valid(); c.advance())
-    if (c.key().type == kExtentItem) m[c.key().objectid] = c.key().offset;
-  REQUIRE(c.status().ok());
-  return m;
-}
-
-// fsck finds nothing but the test's own construction: its data extents are
-// referenced from a key/value tree, not by files, so fsck calls them leaked
-// ("extent-leak" on data extents, and only that).
-void require_clean(BlockDevice& dev) {
-  auto rep = check_filesystem(dev);
-  REQUIRE(rep.ok());
-  size_t real = 0;
-  for (auto& p : rep->problems) {
-    if (p.code == "extent-leak" && p.data_extent) continue;
-    UNSCOPED_INFO(p.code << ": " << p.message);
-    if (!p.warning) real++;
-  }
-  REQUIRE(real == 0);
-}
-
-// One data extent of up to `max` bytes, recorded; false at ENOSPC.
-bool add_extent(Engine& e, ExtentModel& m, uint64_t max) {
-  if (!e.reserve_metadata(8).ok()) return false;
-  auto ext = e.alloc_data(4096, max);
-  if (!ext.ok()) {
-    REQUIRE(ext.status().code() == ENOSPC);
-    return false;
-  }
-  REQUIRE(e.add_data_extent(ext->first, ext->second, kTestTree, 1, ext->first).ok());
-  m[ext->first] = ext->second;
-  return true;
-}
-
-void drop_extent(Engine& e, ExtentModel& m, ExtentModel::iterator it) {
-  REQUIRE(e.drop_data_ref(it->first, it->second, kTestTree, 1, it->first).ok());
-  m.erase(it);
-}
-
-// One key/value item of `size` bytes; false at ENOSPC (checked before any change).
-bool add_kv(Engine& e, KvModel& m, uint64_t id, size_t size) {
-  if (!e.reserve_metadata(8).ok()) return false;
-  const Key k{id, 1, 0};
-  Bytes v(size, uint8_t(id));
-  REQUIRE(e.tree(kTestTree).upsert(k, v).ok());
-  m[k] = v;
-  return true;
 }
 
 uint64_t chunk_bytes(Engine& e, uint32_t type) { return e.chunk_map().bytes_of(type); }
