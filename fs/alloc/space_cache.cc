@@ -32,7 +32,8 @@ Result<SpaceCacheBlock> read_block(BlockDevice& dev, const ChunkMap& chunks, con
 
 }  // namespace
 
-Result<LoadedSpaceCache> load_space_cache(BlockDevice& dev, const ChunkMap& chunks, const Superblock& sb) {
+Result<LoadedSpaceCache> load_space_cache(BlockDevice& dev, const ChunkMap& chunks, const Superblock& sb,
+                                          bool check_totals) {
   LoadedSpaceCache out;
   const uint64_t max_blocks = chunks.bytes_of(kChunkMetadata) / sb.node_size;
   uint32_t total_blocks = 0;
@@ -75,6 +76,7 @@ Result<LoadedSpaceCache> load_space_cache(BlockDevice& dev, const ChunkMap& chun
     if (it != out.free.begin() && std::prev(it)->first + std::prev(it)->second > sorted[i])
       return Status::Corruption("free-space cache block " + hex(sorted[i]) + " lies in a range it calls free");
   }
+  if (!check_totals) return out;
   // What the ranges leave in use is what the superblock says is in use,
   // plus the cache itself.
   uint64_t free = 0;

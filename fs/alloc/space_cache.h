@@ -41,8 +41,11 @@ struct LoadedSpaceCache {
 
 // Read and check the cache `sb` points at; the caller has checked
 // sb.space_cache_valid(). Any failure is EUCLEAN (or the read's error) and
-// means "read the extent tree instead".
-Result<LoadedSpaceCache> load_space_cache(BlockDevice& dev, const ChunkMap& chunks, const Superblock& sb);
+// means "read the extent tree instead". Without `check_totals` the last
+// check (space in use against bytes_used) is left out: fsck compares the
+// ranges with the extent tree itself and names the first that differs.
+Result<LoadedSpaceCache> load_space_cache(BlockDevice& dev, const ChunkMap& chunks, const Superblock& sb,
+                                          bool check_totals = true);
 
 // Blocks needed for `ranges` ranges.
 uint32_t space_cache_blocks_needed(uint64_t ranges, uint32_t node_size);

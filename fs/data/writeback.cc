@@ -247,6 +247,7 @@ Status Writeback::flush_inode(const std::shared_ptr<FileState>& in, bool wait) {
         cur->dropbehind |= cp.dropbehind;
       }
       c.inflight_extents += uint32_t(batch.size());
+      ordered_in_flight_ += batch.size();
     }
     for (Ordered* oe : batch) submit(oe);
     if (!wait) return Status::Ok();
@@ -304,6 +305,7 @@ void Writeback::submit(Ordered* oe) {
     // Counted now, outside the engine mutex (lock order: cache before engine).
     std::lock_guard ck(in.cache.mu);
     in.cache.inflight_extents++;
+    ordered_in_flight_++;
   }
   const uint64_t bytes = oe->bytes();
   // The space is taken now (or the extent failed); a split-off rest was
@@ -414,8 +416,15 @@ void Writeback::finish(Ordered* oe) {
   }
   in.cache.cv.notify_all();
   dirty_bytes_ -= std::min<uint64_t>(dirty_bytes_.load(), bytes);
-  progress_.notify_all();
   delete oe;
+  ordered_in_flight_--;
+  progress_.notify_all();
+}
+
+void Writeback::wait_idle() {
+  std::unique_lock lk(mu_);
+  // finish() notifies without mu_, so a wake-up can be missed: poll as well.
+  while (ordered_in_flight_.load() != 0) progress_.wait_for(lk, std::chrono::milliseconds(20));
 }
 
 Status Writeback::flush_all(bool wait) {

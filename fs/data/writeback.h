@@ -64,6 +64,11 @@ class Writeback {
   // Start writeback of the file's dirty pages; with `wait`, until none is dirty or in flight.
   Status flush_inode(const std::shared_ptr<FileState>& in, bool wait);
   Status flush_all(bool wait);
+  // Wait until no ordered extent is in flight, of any file, deleted ones
+  // included (flush_all waits only for files still dirty): the final commit
+  // saves the free-space map, which must hold no space written but not yet
+  // recorded or given back.
+  void wait_idle();
   // The inode was deleted: forget its dirty pages and their reservation.
   // Takes the file's cache lock: never call with the engine mutex held.
   void discard(FileState& in);
@@ -94,6 +99,7 @@ class Writeback {
   CompletionWorkers workers_;
   WritebackStats stats_;
   std::atomic<uint64_t> dirty_bytes_{0}, cached_bytes_{0}, reserved_{0};
+  std::atomic<uint64_t> ordered_in_flight_{0};  // created, not yet finished
 
   std::mutex mu_;  // dirty_inodes_, stop_, the kick
   std::condition_variable kick_, progress_;

@@ -401,6 +401,7 @@ Status Filesystem::sync() {
 Status Filesystem::unmount() {
   if (engine_->read_only()) return Status::Ok();
   Status wb = writeback_->flush_all(true);
+  writeback_->wait_idle();
   writeback_->workers().drain();
   std::lock_guard lk(engine_->mutex());
   if (!wb.ok()) std::fprintf(stderr, "cairn: writeback at unmount: %s\n", wb.message().c_str());
