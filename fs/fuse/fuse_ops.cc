@@ -485,7 +485,8 @@ nlohmann::json stats_json(Filesystem& fs) {
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
   const InodeTableStats it = fs.inode_table_stats();
   j["inodes"] = {{"resident", it.resident},       {"unused", it.unused},
-                 {"evicted", it.evicted},         {"errors_kept", it.errors_kept},
+                 {"evicted", it.evicted},         {"parked", it.parked},
+                 {"parked_total", it.parked_total}, {"errors_kept", it.errors_kept},
                  {"errors_dropped", it.errors_dropped}};
   return j;
 }

@@ -400,6 +400,7 @@ int main(int argc, char** argv) {
   mo.space_cache = o.space_cache;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;
+  mo.resident_inode_bound = o.cache_bytes / 4096;
   mo.io.dontcache = true;  // probed at mount; used for dropbehind data on buffered images
   mo.writeback.queue_depth = o.queue_depth;
   mo.io.queue_depth = o.queue_depth;

@@ -57,6 +57,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->nodiratime_ = opts.nodiratime;
   fs->posix_acl_ = opts.posix_acl;
   fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
+  fs->resident_bound_ = std::max<size_t>(opts.resident_inode_bound, 64);
   std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(kFirstInode);
   if (!root.ok()) return root.status().with_context("reading the root directory");
@@ -82,6 +83,11 @@ Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   auto in = std::make_shared<Inode>(ino);
   in->item = item;
   in->disk_size = item.size;
+  if (auto p = parked_.find(ino); p != parked_.end()) {
+    // The kernel's references come back with the object.
+    in->nlookup = p->second;
+    parked_.erase(p);
+  }
   if (auto e = kept_errors_.find(ino); e != kept_errors_.end()) {
     // Not shared yet: no cache lock needed.
     in->cache.error = e->second;
@@ -204,7 +210,13 @@ void Filesystem::forget(uint64_t ino, uint64_t nlookup) {
   {
     std::lock_guard lk(engine_->mutex());
     auto it = inodes_.find(ino);
-    if (it == inodes_.end()) return;
+    if (it == inodes_.end()) {
+      if (auto p = parked_.find(ino); p != parked_.end()) {
+        p->second = nlookup > p->second ? 0 : p->second - nlookup;
+        if (p->second == 0) parked_.erase(p);  // clean by construction: nothing to write
+      }
+      return;
+    }
     Inode& in = *it->second;
     in.nlookup = nlookup > in.nlookup ? 0 : in.nlookup - nlookup;
     Status st = try_evict(ino);
@@ -259,6 +271,34 @@ Status Filesystem::try_evict(uint64_t ino) {
   return Status::Ok();
 }
 
+void Filesystem::maybe_park() {
+  if (inodes_.size() <= resident_bound_ || inodes_.size() < next_park_at_) return;
+  const size_t target = resident_bound_ / 4 * 3;
+  for (auto it = inodes_.begin(); it != inodes_.end() && inodes_.size() > target;) {
+    Inode& in = *it->second;
+    // The same proof as try_evict's: use_count() == 1 under the engine
+    // mutex means no request, writeback list or ordered extent holds it.
+    bool idle = in.nlookup > 0 && in.open_count == 0 && in.ino != kFirstInode && !in.dirty && !in.orphan &&
+                in.item.nlink > 0 && it->second.use_count() == 1;
+    if (idle) {
+      std::unique_lock ck(in.cache.mu, std::try_to_lock);
+      idle = ck.owns_lock() && in.cache.pages.empty() && in.cache.inflight_extents == 0 && in.cache.error.ok();
+    }
+    if (!idle) {
+      ++it;
+      continue;
+    }
+    parked_[in.ino] = in.nlookup;
+    unused_.erase(in.ino);
+    parked_total_++;
+    it = inodes_.erase(it);
+  }
+  // Inodes that cannot be parked (open, dirty) are not scanned again until
+  // the table has grown by a quarter of the bound: the cost stays O(1) per
+  // inode loaded.
+  next_park_at_ = inodes_.size() + resident_bound_ / 4;
+}
+
 void Filesystem::evict_unused() {
   std::vector<uint64_t> todo(unused_.begin(), unused_.end());
   for (uint64_t ino : todo) {
@@ -272,7 +312,15 @@ void Filesystem::evict_unused() {
 
 InodeTableStats Filesystem::inode_table_stats() {
   std::lock_guard lk(engine_->mutex());
-  return InodeTableStats{inodes_.size(), unused_.size(), evicted_, kept_errors_.size(), errors_dropped_};
+  InodeTableStats s;
+  s.resident = inodes_.size();
+  s.unused = unused_.size();
+  s.evicted = evicted_;
+  s.parked = parked_.size();
+  s.parked_total = parked_total_;
+  s.errors_kept = kept_errors_.size();
+  s.errors_dropped = errors_dropped_;
+  return s;
 }
 
 Status Filesystem::delete_inode(Inode& in) {

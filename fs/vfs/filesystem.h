@@ -70,6 +70,10 @@ struct MountOptions {
   // state is in the tree; past this many, an early commit is requested
   // (docs/design.md, "Inode table").
   size_t unused_inode_bound = 65536;
+  // Past this many Inode objects, idle ones the kernel still references
+  // are parked: only their lookup count stays (docs/design.md, "Inode
+  // table", "Parked inodes").
+  size_t resident_inode_bound = 65536;
   // Access times (docs/design.md, "Access times"): the daemon keeps them,
   // the kernel never updates atime on a FUSE mount.
   AtimePolicy atime = AtimePolicy::kRelatime;
@@ -84,6 +88,8 @@ struct InodeTableStats {
   uint64_t resident = 0;       // Inode objects in the table
   uint64_t unused = 0;         // of those, not referenced by the kernel (kept for unwritten state)
   uint64_t evicted = 0;        // dropped from the table since mount
+  uint64_t parked = 0;         // referenced by the kernel, held as a lookup count only
+  uint64_t parked_total = 0;   // parked since mount
   uint64_t errors_kept = 0;    // writeback errors of evicted inodes, waiting for a later fsync/close
   uint64_t errors_dropped = 0; // ... beyond kMaxKeptErrors (logged)
 };
@@ -271,6 +277,17 @@ class Filesystem {
   // The inode table (engine mutex). One object per inode number: an entry
   // leaves only through try_evict, which checks that nothing else holds it.
   std::unordered_map<uint64_t, std::shared_ptr<Inode>> inodes_;
+  // Parked inodes: the kernel holds them (nlookup > 0) but nothing else is
+  // in memory: no dirty item, no pages, no handle, no other holder, no
+  // error. Only the lookup count is kept; get_inode loads the item again
+  // and takes the count back. An inode number is never in both maps.
+  std::unordered_map<uint64_t, uint64_t> parked_;  // ino -> nlookup
+  size_t resident_bound_ = 65536;
+  size_t next_park_at_ = 0;
+  uint64_t parked_total_ = 0;
+  // When the table is over resident_bound_, park idle inodes down to 3/4
+  // of it. Called where a request starts and holds no inode yet.
+  void maybe_park();
   // Resident inodes with no kernel reference and no open handle, waiting to
   // be clean (engine mutex). May also hold numbers that were referenced
   // again since: try_evict drops those.

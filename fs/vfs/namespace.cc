@@ -196,6 +196,7 @@ Result<Entry> Filesystem::symlink(uint64_t parent, const std::string& name, cons
 Result<Entry> Filesystem::lookup(uint64_t parent, const std::string& name) {
   if (name.size() > 255) return Status::Error(ENAMETOOLONG, "name too long");
   std::lock_guard lk(engine_->mutex());
+  maybe_park();
   ASSIGN_OR_RETURN(auto dir, get_inode(parent));
   if (name == ".") {
     // The kernel asks for "." of any inode to open a file handle whose
@@ -398,6 +399,7 @@ Result<uint64_t> Filesystem::opendir(uint64_t ino, bool* atime_changed) {
 Status Filesystem::readdir(uint64_t ino, uint64_t offset, bool plus,
                            const std::function<bool(const DirEntryOut&)>& emit, uint64_t end_index) {
   std::lock_guard lk(engine_->mutex());
+  if (plus) maybe_park();
   ASSIGN_OR_RETURN(auto dir, get_inode(ino));
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   if (offset == 0) {
