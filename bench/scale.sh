@@ -5,7 +5,9 @@
 # ("flat") and spread over directories of 1,000 ("tree"), and one file of
 # EXTENTS extents (4 KiB written every 8 KiB). Columns: create rate, ls -f
 # (a recursive listing for the tree), stat of every file with the caches
-# dropped, unmount right after creating (everything flushed) and mount
+# dropped (a lookup of each name: in one directory of up to 1M names for
+# "flat"), renames (10,000 files spread over the set, renamed in their
+# directory and back), unmount right after creating (everything flushed) and mount
 # again (Cairn loads the free-space cache its unmount saved; "mount scan"
 # is Cairn with -o nospace_cache, reading the extent tree as after a
 # crash), the daemon's RSS after the stat pass, fsck time and peak memory
@@ -111,6 +113,11 @@ run_set() {
     drop_caches
     record "$sys" "$set|stat" "$("$SCALE" stat "$layout" "$MNT/s" "$n")"
   fi
+  if [ "$layout" = extents ] || skip rename; then record "$sys" "$set|rename" -
+  else
+    t=$("$SCALE" rename "$layout" "$MNT/s" "$n")
+    record "$sys" "$set|rename" "$(echo "20000 / $t" | bc -l | xargs printf '%.0f')"
+  fi
   [ "$sys" = cairn ] && record "$sys" "$set|rss" "$(rss_mib)" || record "$sys" "$set|rss" -
   umount_sys "$sys"
   if [ "$sys" = cairn ]; then
@@ -140,9 +147,9 @@ for set in "${SETS[@]}"; do
   done
 done
 
-COLS="create ls stat umount mount scan rss fsck fsckmem scrub"
-printf '\n%-8s %-16s %10s %8s %8s %8s %8s %8s %8s %8s %9s %8s\n' system set "create/s" "ls -f s" "stat s" "umount s" \
-  "mount s" "scan s" "RSS MiB" "fsck s" "fsck MiB" "scrub s"
+COLS="create ls stat rename umount mount scan rss fsck fsckmem scrub"
+printf '\n%-8s %-16s %10s %8s %8s %8s %8s %8s %8s %8s %8s %9s %8s\n' system set "create/s" "ls -f s" "stat s" "rename/s" \
+  "umount s" "mount s" "scan s" "RSS MiB" "fsck s" "fsck MiB" "scrub s"
 for set in "${SETS[@]}"; do
   for sys in $SYSTEMS; do
     printf '%-8s %-16s' "$sys" "$set"
@@ -153,17 +160,17 @@ done
 
 # Growth: cost per file of the largest set over the smallest (1.00 = flat).
 per() { local v; v=$(med "$1" "$2|$3"); [ "$v" = - ] || [ -z "$v" ] && { echo -; return; }
-  if [ "$3" = create ]; then echo "1 / $v" | bc -l; else echo "$v / ${2##*-}" | bc -l; fi; }
+  if [ "$3" = create ] || [ "$3" = rename ]; then echo "1 / $v" | bc -l; else echo "$v / ${2##*-}" | bc -l; fi; }
 small=${SIZES%% *}; large=${SIZES##* }
 if [ "$small" != "$large" ]; then
   printf '\nper-file cost, %s files over %s (flat within 2x is the target)\n' "$large" "$small"
   printf '%-8s %-6s' system layout
-  for c in create ls stat umount mount fsck scrub; do printf ' %8s' "$c"; done
+  for c in create ls stat rename umount mount fsck scrub; do printf ' %8s' "$c"; done
   printf '\n'
   for sys in $SYSTEMS; do
     for l in $LAYOUTS; do
       printf '%-8s %-6s' "$sys" "$l"
-      for c in create ls stat umount mount fsck scrub; do
+      for c in create ls stat rename umount mount fsck scrub; do
         a=$(per "$sys" "$l-$large" "$c"); b=$(per "$sys" "$l-$small" "$c")
         if [ "$a" = - ] || [ "$b" = - ]; then printf ' %8s' -; else printf ' %8s' "$(ratio "$a" "$b")"; fi
       done

@@ -5,6 +5,8 @@
 //
 //   scale create flat|tree DIR N
 //   scale stat   flat|tree DIR N
+//   scale rename flat|tree DIR N      (10,000 files spread over the set, renamed
+//                                      in their directory and back: 20,000 renames)
 //   scale extents FILE N          (4 KiB written every 8 KiB: N extents)
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,6 +48,18 @@ int main(int argc, char** argv) {
     }
     if (fsync(fd) != 0) { perror("fsync"); return 1; }
     close(fd);
+  } else if (strcmp(argv[1], "rename") == 0) {
+    int tree = strcmp(argv[2], "tree") == 0;
+    long n = atol(argv[4]), k = n < 10000 ? n : 10000;
+    char q[4096];
+    for (int back = 0; back < 2; back++) {
+      for (long j = 0; j < k; j++) {
+        long i = j * (n / k);
+        path_of(p, sizeof p, argv[3], tree, i);
+        snprintf(q, sizeof q, "%s.renamed", p);
+        if (back ? rename(q, p) : rename(p, q)) { perror("rename"); return 1; }
+      }
+    }
   } else {
     int tree = strcmp(argv[2], "tree") == 0;
     const char* dir = argv[3];

@@ -62,7 +62,7 @@ struct FsTreeState {
   std::string arena;  // every name once, NameLink::name_off into it
   std::vector<std::pair<uint64_t, InodeSeen>> inodes;  // sorted by check_namespace
   std::vector<NameLink> refs;       // INODE_REF names
-  std::vector<NameLink> dir_items;  // DIR_ITEM names, by (dir, name) once sorted
+  std::vector<NameLink> dir_items;  // DIR_ITEM names (index: the name hash), by (dir, hash, name) once sorted
   std::vector<NameLink> dir_index;  // DIR_INDEX entries, by (dir, index) once sorted
   std::set<uint64_t> orphans;
   std::vector<uint64_t> item_owners;  // objectids that carry items other than the inode item (sorted, unique later)
@@ -73,7 +73,7 @@ struct FsTreeState {
   std::map<std::pair<uint64_t, uint64_t>, std::pair<std::string, uint64_t>> spilled;
   std::map<std::pair<uint64_t, uint64_t>, std::map<uint64_t, uint64_t>> xattr_chunks;
 
-  NameLink link(uint64_t dir, uint64_t ino, uint64_t index, const std::string& name, uint8_t type) {
+  NameLink link(uint64_t dir, uint64_t ino, uint64_t index, std::string_view name, uint8_t type) {
     NameLink l{dir, ino, index, arena.size(), uint16_t(name.size()), type};
     arena += name;
     return l;
@@ -81,9 +81,29 @@ struct FsTreeState {
   std::string_view name(const NameLink& l) const { return std::string_view(arena).substr(l.name_off, l.name_len); }
   std::string str(const NameLink& l) const { return std::string(name(l)); }
   const InodeSeen* inode(uint64_t ino) const {
+    if (!dense.empty()) {
+      // Inode numbers are handed out in order, so they are nearly dense: a
+      // direct index instead of a binary search per name (millions of them).
+      if (ino < dense_base || ino - dense_base >= dense.size() || dense[ino - dense_base] == kNone) return nullptr;
+      return &inodes[dense[ino - dense_base]].second;
+    }
     auto it = std::lower_bound(inodes.begin(), inodes.end(), ino, [](const auto& a, uint64_t i) { return a.first < i; });
     return it != inodes.end() && it->first == ino ? &it->second : nullptr;
   }
+  // After `inodes` is sorted: the direct index, when the numbers are dense
+  // enough for it to cost no more than 16 bytes per inode.
+  void index_inodes() {
+    dense.clear();
+    if (inodes.empty()) return;
+    const uint64_t lo = inodes.front().first, span = inodes.back().first - lo + 1;
+    if (span > 4 * inodes.size() + 1024 || inodes.size() >= kNone) return;
+    dense_base = lo;
+    dense.assign(span, kNone);
+    for (size_t i = 0; i < inodes.size(); i++) dense[inodes[i].first - lo] = uint32_t(i);
+  }
+  static constexpr uint32_t kNone = ~0u;
+  std::vector<uint32_t> dense;  // inode number - dense_base -> position in `inodes`
+  uint64_t dense_base = 0;
 };
 
 struct CsumNeed {
@@ -341,22 +361,24 @@ class Checker {
       }
       case kDirItem:
       case kXattrItem: {
-        auto e = decode_dir_entries(d);
-        if (!e.ok()) return;
-        for (auto& de : e.value()) {
+        // A malformed item (the tree checker reports it) adds nothing;
+        // names after one whose hash is not the key's are left out.
+        std::vector<DirEntryView>& entries = entries_scratch_;
+        entries.clear();
+        if (!visit_dir_entries(d, [&](const DirEntryView& de) { entries.push_back(de); })) return;
+        for (const DirEntryView& de : entries) {
           if (name_hash(de.name) != k.offset) return;
-          if (k.type == kDirItem) fs.dir_items.push_back(fs.link(k.objectid, de.location.objectid, 0, de.name, de.type));
-          if (k.type == kXattrItem && de.type == kXattrSpilled && de.data.size() == 4)
-            fs.spilled[{k.objectid, k.offset}] = {de.name, get_le32(de.data.data())};
+          if (k.type == kDirItem) fs.dir_items.push_back(fs.link(k.objectid, de.location.objectid, k.offset, de.name, de.type));
+          if (k.type == kXattrItem && de.type == kXattrSpilled && de.data_len == 4)
+            fs.spilled[{k.objectid, k.offset}] = {std::string(de.name), get_le32(de.data)};
         }
         break;
       }
       case kDirIndex: {
-        auto e = decode_dir_entries(d);
-        if (!e.ok()) return;
-        if (e->size() != 1) return;
-        const DirEntry& de = e->front();
-        fs.dir_index.push_back(fs.link(k.objectid, de.location.objectid, k.offset, de.name, de.type));
+        int n = 0;
+        DirEntryView one;
+        if (!visit_dir_entries(d, [&](const DirEntryView& de) { one = de, n++; }) || n != 1) return;
+        fs.dir_index.push_back(fs.link(k.objectid, one.location.objectid, k.offset, one.name, one.type));
         break;
       }
       case kExtentData: {
@@ -574,16 +596,25 @@ class Checker {
     };
     // Everything sorted once (the walk gave key order already, unless the
     // tree is damaged); then every cross-check is a binary search.
+    // (Sorting what is already sorted is skipped: a check is O(n).)
+    auto sort = [](auto& v, auto less) {
+      if (!std::is_sorted(v.begin(), v.end(), less)) std::stable_sort(v.begin(), v.end(), less);
+    };
     auto by_ino = [](const auto& a, const auto& b) { return a.first < b.first; };
-    std::stable_sort(fs.inodes.begin(), fs.inodes.end(), by_ino);
+    sort(fs.inodes, by_ino);
+    fs.index_inodes();
     auto dir_index_less = [](const NameLink& a, const NameLink& b) {
       return std::tie(a.dir, a.index) < std::tie(b.dir, b.index);
     };
-    std::stable_sort(fs.dir_index.begin(), fs.dir_index.end(), dir_index_less);
+    sort(fs.dir_index, dir_index_less);
+    // By (directory, name hash, name): the walk's key order, names compared
+    // only within one hash.
     auto dir_item_less = [&fs](const NameLink& a, const NameLink& b) {
-      return a.dir != b.dir ? a.dir < b.dir : fs.name(a) < fs.name(b);
+      if (a.dir != b.dir) return a.dir < b.dir;
+      if (a.index != b.index) return a.index < b.index;
+      return fs.name(a) < fs.name(b);
     };
-    std::stable_sort(fs.dir_items.begin(), fs.dir_items.end(), dir_item_less);
+    sort(fs.dir_items, dir_item_less);
     std::sort(fs.item_owners.begin(), fs.item_owners.end());
     fs.item_owners.erase(std::unique(fs.item_owners.begin(), fs.item_owners.end()), fs.item_owners.end());
 
@@ -621,7 +652,9 @@ class Checker {
       if (!std::binary_search(ref_set.begin(), ref_set.end(), std::pair<uint64_t, uint64_t>{e.dir, e.index}))
         problem("name-missing", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" has no back reference in " +
                                     ino_s(e.ino), e.ino);
-      auto di = std::lower_bound(fs.dir_items.begin(), fs.dir_items.end(), e, dir_item_less);
+      NameLink probe = e;
+      probe.index = name_hash(fs.name(e));
+      auto di = std::lower_bound(fs.dir_items.begin(), fs.dir_items.end(), probe, dir_item_less);
       const bool found = di != fs.dir_items.end() && di->dir == e.dir && fs.name(*di) == fs.name(e);
       if (found) di->indexed = true;
       if (!found || di->ino != e.ino)
@@ -659,6 +692,7 @@ class Checker {
   static uint8_t mode_to_dt(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 
   BlockDevice& dev_;
+  std::vector<DirEntryView> entries_scratch_;  // one item's entries, reused
   CheckOptions opts_;
   CheckReport report_;
   Superblock sb_;

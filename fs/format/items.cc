@@ -136,23 +136,10 @@ Bytes encode_dir_entries(const std::vector<DirEntry>& entries) {
 
 Result<std::vector<DirEntry>> decode_dir_entries(const Bytes& b) {
   std::vector<DirEntry> out;
-  size_t at = 0;
-  while (at < b.size()) {
-    if (b.size() - at < kDirEntryHeaderSize) return bad("dir entry", b.size());
-    const uint8_t* p = &b[at];
-    DirEntry e;
-    e.location = Key::decode(p);
-    e.transid = get_le64(p + 17);
-    size_t data_len = get_le16(p + 25);
-    size_t name_len = get_le16(p + 27);
-    e.type = get_u8(p + 29);
-    if (name_len == 0 || b.size() - at - kDirEntryHeaderSize < name_len + data_len) return bad("dir entry", b.size());
-    e.name.assign(reinterpret_cast<const char*>(p + kDirEntryHeaderSize), name_len);
-    e.data.assign(p + kDirEntryHeaderSize + name_len, p + kDirEntryHeaderSize + name_len + data_len);
-    out.push_back(std::move(e));
-    at += kDirEntryHeaderSize + name_len + data_len;
-  }
-  if (out.empty()) return bad("dir entry", b.size());
+  const bool ok = visit_dir_entries(b, [&](const DirEntryView& v) {
+    out.push_back(DirEntry{v.location, v.transid, v.type, std::string(v.name), Bytes(v.data, v.data + v.data_len)});
+  });
+  if (!ok) return bad("dir entry", b.size());
   return out;
 }
 
@@ -319,7 +306,7 @@ Result<ScrubProgress> ScrubProgress::decode(const Bytes& b) {
   return p;
 }
 
-uint64_t name_hash(const std::string& name) {
+uint64_t name_hash(std::string_view name) {
   uint8_t out[kMaxCsumSize];
   csum_compute(CsumType::kCrc32c, name.data(), name.size(), out);
   return get_le32(out);

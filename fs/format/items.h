@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "format/key.h"
+#include "util/endian.h"
 #include "util/status.h"
 
 namespace cairn {
@@ -75,6 +77,39 @@ struct DirEntry {
   Bytes data;            // xattr value; empty for directory entries
 };
 constexpr size_t kDirEntryHeaderSize = 17 + 8 + 2 + 2 + 1;
+// One entry of a DIR_ITEM / DIR_INDEX / XATTR_ITEM as it lies in the item:
+// for readers of millions of names (fsck) that should not copy each one.
+struct DirEntryView {
+  Key location;
+  uint64_t transid = 0;
+  uint8_t type = 0;
+  std::string_view name;
+  const uint8_t* data = nullptr;
+  size_t data_len = 0;
+};
+// Every entry of the item, in order; false (and nothing more visited) if
+// the item is malformed or empty, as decode_dir_entries's error.
+template <class Fn>
+bool visit_dir_entries(const Bytes& b, Fn&& fn) {
+  size_t at = 0;
+  while (at < b.size()) {
+    if (b.size() - at < kDirEntryHeaderSize) return false;
+    const uint8_t* p = &b[at];
+    DirEntryView e;
+    e.location = Key::decode(p);
+    e.transid = get_le64(p + 17);
+    const size_t data_len = get_le16(p + 25);
+    const size_t name_len = get_le16(p + 27);
+    e.type = p[29];
+    if (name_len == 0 || b.size() - at - kDirEntryHeaderSize < name_len + data_len) return false;
+    e.name = std::string_view(reinterpret_cast<const char*>(p + kDirEntryHeaderSize), name_len);
+    e.data = p + kDirEntryHeaderSize + name_len;
+    e.data_len = data_len;
+    fn(e);
+    at += kDirEntryHeaderSize + name_len + data_len;
+  }
+  return !b.empty();
+}
 // XATTR_ITEM entries whose value is large keep it in XATTR_CHUNK items
 // (key (ino, 25, name_hash << 20 | chunk index)); the entry's type says so
 // and its data holds the value length (u32).
@@ -148,6 +183,6 @@ struct ScrubProgress {
 };
 
 // Directory and xattr name hash: the standard CRC-32C of the name.
-uint64_t name_hash(const std::string& name);
+uint64_t name_hash(std::string_view name);
 
 }  // namespace cairn

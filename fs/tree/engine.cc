@@ -95,12 +95,7 @@ Result<std::unique_ptr<Engine>> Engine::open(std::shared_ptr<BlockDevice> dev, c
 }
 
 Status Engine::load_chunk_tree() {
-  RootRef rr;
-  rr.id = kChunkTreeId;
-  rr.bytenr = sb_.chunk_root;
-  rr.level = sb_.chunk_root_level;
-  rr.generation = sb_.chunk_root_generation;
-  roots_[kChunkTreeId] = rr;
+  roots_[kChunkTreeId] = RootRef{kChunkTreeId, sb_.chunk_root, sb_.chunk_root_level, sb_.chunk_root_generation};
   // The map holds the system chunks (the superblock's array) so far, which
   // is what reading this tree needs; every item is checked by the tree
   // checker (a valid CHUNK_ITEM at its own logical address), the whole
@@ -117,12 +112,8 @@ Status Engine::load_chunk_tree() {
 }
 
 Status Engine::load_roots() {
-  RootRef rr;
-  rr.id = kRootTreeId;
-  rr.bytenr = sb_.root;
-  rr.level = sb_.root_level;
-  rr.generation = sb_.root_generation;
-  roots_[kRootTreeId] = rr;
+  // The two roots the superblock names (this one, and the chunk tree's).
+  roots_[kRootTreeId] = RootRef{kRootTreeId, sb_.root, sb_.root_level, sb_.root_generation};
   BTree rt = tree(kRootTreeId);
   Cursor c = rt.cursor();
   RETURN_IF_ERROR(c.seek(Key::Min()));

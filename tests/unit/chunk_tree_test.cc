@@ -20,10 +20,7 @@ std::unique_ptr<Engine> open_small_chunks(std::shared_ptr<BlockDevice> dev, uint
   eo.read_only = read_only;
   eo.node_cache_bytes = 8 << 20;
   eo.max_chunk_size = max_chunk;
-  auto e = Engine::open(std::move(dev), eo);
-  INFO(e.status().message());
-  REQUIRE(e.ok());
-  return std::move(e).value();
+  return open_engine_with(std::move(dev), eo);
 }
 
 uint64_t chunk_bytes(Engine& e, uint32_t type) { return e.chunk_map().bytes_of(type); }

@@ -16,6 +16,14 @@ constexpr uint64_t kMiB = 1ULL << 20;
 using KvModel = std::map<Key, Bytes>;
 using ExtentModel = std::map<uint64_t, uint64_t>;  // bytenr -> length
 
+// Open with these options, or fail the test.
+inline std::unique_ptr<Engine> open_engine_with(std::shared_ptr<BlockDevice> dev, const EngineOptions& eo) {
+  auto e = Engine::open(std::move(dev), eo);
+  INFO(e.status().message());
+  REQUIRE(e.ok());
+  return std::move(e).value();
+}
+
 inline KvModel dump_kv(Engine& e) {
   KvModel m;
   BTree t = e.tree(kTestTree);

@@ -25,10 +25,7 @@ std::unique_ptr<Engine> open_with(std::shared_ptr<BlockDevice> dev, bool space_c
   eo.node_cache_bytes = 8 << 20;
   eo.max_chunk_size = 4 * kMiB;
   eo.space_cache = space_cache;
-  auto e = Engine::open(std::move(dev), eo);
-  INFO(e.status().message());
-  REQUIRE(e.ok());
-  return std::move(e).value();
+  return open_engine_with(std::move(dev), eo);
 }
 
 struct FreeView {
@@ -95,6 +92,20 @@ std::shared_ptr<MemoryDevice> small_node_image(uint64_t size = 160 * kMiB) {
   return dev;
 }
 
+// A fresh image with free space in pieces and a cache saved by a clean close.
+std::shared_ptr<MemoryDevice> image_with_cache(uint64_t seed, int extents) {
+  auto dev = small_node_image();
+  std::mt19937_64 rng(seed);
+  KvModel kv;
+  ExtentModel ext;
+  uint64_t id = 1;
+  auto e = open_with(dev, true);
+  fragment(*e, kv, ext, rng, id, extents);
+  std::lock_guard lk(e->mutex());
+  REQUIRE(e->commit_saving_free_space().ok());
+  return dev;
+}
+
 uint64_t cache_ranges(BlockDevice& dev) {
   auto rep = check_filesystem(dev);
   REQUIRE(rep.ok());
@@ -158,17 +169,7 @@ TEST_CASE("Free-space cache: saved by a clean close, loaded exactly as a scan wo
 }
 
 TEST_CASE("Free-space cache: the first commit after a load frees its blocks, and a second open scans", "[space_cache]") {
-  auto dev = small_node_image();
-  std::mt19937_64 rng(5);
-  KvModel kv;
-  ExtentModel extents;
-  uint64_t id = 1;
-  {
-    auto e = open_with(dev, true);
-    fragment(*e, kv, extents, rng, id, 400);
-    std::lock_guard lk(e->mutex());
-    REQUIRE(e->commit_saving_free_space().ok());
-  }
+  auto dev = image_with_cache(5, 400);
   auto sb = Engine::read_superblock(*dev);
   REQUIRE(sb.ok());
   REQUIRE(sb->space_cache_valid());
@@ -283,17 +284,7 @@ void rewrite_block(MemoryDevice& dev, uint32_t index, const std::function<bool(S
 }  // namespace
 
 TEST_CASE("Free-space cache: a damaged or lying cache is never used, and fsck names it", "[space_cache][hostile]") {
-  auto good = small_node_image();
-  {
-    std::mt19937_64 rng(17);
-    KvModel kv;
-    ExtentModel extents;
-    uint64_t id = 1;
-    auto e = open_with(good, true);
-    fragment(*e, kv, extents, rng, id, 2000);
-    std::lock_guard lk(e->mutex());
-    REQUIRE(e->commit_saving_free_space().ok());
-  }
+  auto good = image_with_cache(17, 2000);
   require_clean(*good);
   REQUIRE(cache_ranges(*good) > SpaceCacheBlock::capacity(4096));
   const FreeView truth = scanned(good);
