@@ -116,6 +116,23 @@ struct DataRefKey {
   auto operator<=>(const DataRefKey&) const = default;
 };
 
+// A data EXTENT_ITEM, its back references flattened into one vector:
+// millions of extents without a heap block each.
+struct DataItemSeen {
+  uint64_t bytenr, len, refs;
+  uint32_t first_backref, backrefs;  // into Checker::data_backrefs_
+};
+struct DataBackrefSeen {
+  DataRefKey ref;
+  uint32_t count;
+};
+// One file extent item's reference to a data extent.
+struct FileRef {
+  uint64_t bytenr, len;
+  DataRefKey ref;
+  auto operator<=>(const FileRef&) const = default;
+};
+
 class Checker {
  public:
   Checker(BlockDevice& dev, const CheckOptions& opts) : dev_(dev), opts_(opts) {}
@@ -325,7 +342,8 @@ class Checker {
         if (sum != ei->refs)
           add("extent-refs", "data extent " + hex(k.objectid) + ": reference count " + std::to_string(ei->refs) +
                                  " but back references sum to " + std::to_string(sum), tree, k.objectid, &k, true);
-        data_items_[k.objectid] = {k.offset, ei.value()};
+        data_items_.push_back({k.objectid, k.offset, ei->refs, uint32_t(data_backrefs_.size()), uint32_t(ei->backrefs.size())});
+        for (auto& r : ei->backrefs) data_backrefs_.push_back({DataRefKey{r.root, r.objectid, r.offset}, r.count});
         report_.stats.data_extents++;
         report_.stats.data_bytes += k.offset;
       }
@@ -392,7 +410,7 @@ class Checker {
         fs.last_extent_ino = k.objectid;
         fs.last_extent_end = k.offset + len;
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
-          file_refs_[{fe->disk_bytenr, fe->disk_num_bytes}][DataRefKey{tree, k.objectid, k.offset - fe->offset}]++;
+          file_refs_.push_back({fe->disk_bytenr, fe->disk_num_bytes, DataRefKey{tree, k.objectid, k.offset - fe->offset}});
           // Written data must be checksummed, sector by sector.
           if (fe->type == kFileExtentRegular)
             csum_needed_.push_back({fe->disk_bytenr + fe->offset / kSectorSize * kSectorSize,
@@ -441,35 +459,42 @@ class Checker {
     for (auto& [b, m] : meta_items_)
       if (!partial && !blocks_.count(b))
         add("extent-leak", "extent tree records node " + hex(b) + " that no tree uses", kExtentTreeId, b);
-    // Data extents vs file extent items.
-    for (auto& [key, refs] : file_refs_) {
-      if (partial) break;
-      auto it = data_items_.find(key.first);
-      if (it == data_items_.end() || it->second.first != key.second) {
-        add("extent-missing", "file data at " + hex(key.first) + " is not recorded in the extent tree", kExtentTreeId, key.first);
+    // Data extents vs file extent items: both sorted, the file references
+    // in runs per extent, so each check is a run or a binary search.
+    sort_data_items();
+    std::sort(file_refs_.begin(), file_refs_.end());
+    for (size_t i = 0, j; i < file_refs_.size() && !partial; i = j) {
+      const uint64_t b = file_refs_[i].bytenr, len = file_refs_[i].len;
+      for (j = i; j < file_refs_.size() && file_refs_[j].bytenr == b && file_refs_[j].len == len; j++) {
+      }
+      const DataItemSeen* it = data_item(b);
+      if (!it || it->len != len) {
+        add("extent-missing", "file data at " + hex(b) + " is not recorded in the extent tree", kExtentTreeId, b);
         continue;
       }
-      uint64_t total = 0;
-      for (auto& [r, n] : refs) total += n;
-      const ExtentItem& ei = it->second.second;
-      if (total != ei.refs)
-        add("extent-refs", "data extent " + hex(key.first) + ": reference count " + std::to_string(ei.refs) + ", found " +
-                               std::to_string(total) + " file references", kExtentTreeId, key.first, nullptr, true);
-      for (auto& br : ei.backrefs) {
-        auto f = refs.find(DataRefKey{br.root, br.objectid, br.offset});
-        if (f == refs.end() || f->second != br.count)
-          add("extent-backref", "data extent " + hex(key.first) + ": back reference to inode " + std::to_string(br.objectid) +
-                                    " offset " + std::to_string(br.offset) + " does not match the file", kExtentTreeId, key.first, nullptr, true);
+      const uint64_t total = j - i;
+      if (total != it->refs)
+        add("extent-refs", "data extent " + hex(b) + ": reference count " + std::to_string(it->refs) + ", found " +
+                               std::to_string(total) + " file references", kExtentTreeId, b, nullptr, true);
+      for (uint32_t r = 0; r < it->backrefs; r++) {
+        const DataBackrefSeen& br = data_backrefs_[it->first_backref + r];
+        auto [lo, hi] = std::equal_range(file_refs_.begin() + long(i), file_refs_.begin() + long(j), FileRef{b, len, br.ref});
+        if (uint64_t(hi - lo) != br.count)
+          add("extent-backref", "data extent " + hex(b) + ": back reference to inode " + std::to_string(br.ref.ino) +
+                                    " offset " + std::to_string(br.ref.offset) + " does not match the file", kExtentTreeId, b, nullptr, true);
       }
     }
-    for (auto& [b, item] : data_items_)
-      if (!partial && !file_refs_.count({b, item.first}))
-        add("extent-leak", "data extent " + hex(b) + " is referenced by no file", kExtentTreeId, b, nullptr, true);
+    for (const DataItemSeen& item : data_items_) {
+      if (partial) break;
+      auto f = std::lower_bound(file_refs_.begin(), file_refs_.end(), FileRef{item.bytenr, item.len, DataRefKey{0, 0, 0}});
+      if (f == file_refs_.end() || f->bytenr != item.bytenr || f->len != item.len)
+        add("extent-leak", "data extent " + hex(item.bytenr) + " is referenced by no file", kExtentTreeId, item.bytenr, nullptr, true);
+    }
 
     // Allocations must not overlap and must sit in chunks of their type.
     std::vector<std::tuple<uint64_t, uint64_t, uint32_t>> all;  // start, len, chunk type
     for (auto& [b, m] : meta_items_) all.emplace_back(b, sb_.node_size, kChunkMetadata);
-    for (auto& [b, item] : data_items_) all.emplace_back(b, item.first, kChunkData);
+    for (const DataItemSeen& item : data_items_) all.emplace_back(item.bytenr, item.len, kChunkData);
     std::sort(all.begin(), all.end());
     uint64_t used = 0, prev_end = 0;
     for (auto& [s, l, t] : all) {
@@ -530,6 +555,7 @@ class Checker {
   }
 
   void check_csums() {
+    sort_data_items();
     const size_t cs = csum_size(sb_.csum_type);
     (void)cs;
     std::sort(csum_ranges_.begin(), csum_ranges_.end());
@@ -542,10 +568,11 @@ class Checker {
       if (s < prev_end) add("csum-overlap", "checksum items overlap at " + hex(s), kCsumTreeId, s);
       prev_end = std::max(prev_end, s + l);
       // The covering data extent: the last one starting at or before s.
-      auto it = data_items_.upper_bound(s);
+      auto it = std::upper_bound(data_items_.begin(), data_items_.end(), s,
+                                 [](uint64_t x, const DataItemSeen& d) { return x < d.bytenr; });
       bool ok = it != data_items_.begin() && [&] {
         --it;
-        return s + l <= it->first + it->second.first;
+        return s + l <= it->bytenr + it->len;
       }();
       if (!ok) add("csum-orphan", "checksums for " + hex(s) + "+" + std::to_string(l) + " cover no data extent", kCsumTreeId, s);
     }
@@ -701,8 +728,30 @@ class Checker {
   std::map<uint64_t, RootItem> roots_;
   std::map<uint64_t, TreeBlockSeen> blocks_;
   std::map<uint64_t, TreeBlockSeen> meta_items_;
-  std::map<uint64_t, std::pair<uint64_t, ExtentItem>> data_items_;  // bytenr -> (len, item)
-  std::map<std::pair<uint64_t, uint64_t>, std::map<DataRefKey, uint64_t>> file_refs_;
+  std::vector<DataItemSeen> data_items_;  // by bytenr once sort_data_items ran (key order already)
+  std::vector<DataBackrefSeen> data_backrefs_;
+  std::vector<FileRef> file_refs_;  // sorted by the cross-check
+  // Key order from the walk, unless the tree is damaged; one item per
+  // address (a repeated address keeps the last, as a map would).
+  void sort_data_items() {
+    auto less = [](const DataItemSeen& a, const DataItemSeen& b) { return a.bytenr < b.bytenr; };
+    if (std::is_sorted(data_items_.begin(), data_items_.end(), less) &&
+        std::adjacent_find(data_items_.begin(), data_items_.end(), [](auto& a, auto& b) { return a.bytenr == b.bytenr; }) ==
+            data_items_.end())
+      return;
+    std::stable_sort(data_items_.begin(), data_items_.end(), less);
+    std::vector<DataItemSeen> unique;
+    for (const DataItemSeen& d : data_items_) {
+      if (!unique.empty() && unique.back().bytenr == d.bytenr) unique.back() = d;
+      else unique.push_back(d);
+    }
+    data_items_ = std::move(unique);
+  }
+  const DataItemSeen* data_item(uint64_t bytenr) const {
+    auto it = std::lower_bound(data_items_.begin(), data_items_.end(), bytenr,
+                               [](const DataItemSeen& d, uint64_t x) { return d.bytenr < x; });
+    return it != data_items_.end() && it->bytenr == bytenr ? &*it : nullptr;
+  }
   std::vector<std::pair<uint64_t, uint64_t>> csum_ranges_;
   std::map<uint64_t, FsTreeState> fs_trees_;
   std::set<uint64_t> unreadable_trees_;

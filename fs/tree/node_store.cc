@@ -11,7 +11,18 @@ namespace cairn {
 NodeStore::NodeStore(BlockDevice* dev, const ChunkMap* chunks, Uuid fsid, CsumType ct, uint32_t node_size,
                      size_t cache_bytes)
     : dev_(dev), chunks_(chunks), fsid_(fsid), csum_(ct), node_size_(node_size),
-      cache_capacity_(std::max<size_t>(64, cache_bytes / node_size)) {}
+      cache_capacity_(std::max<size_t>(64 * size_t(node_size), cache_bytes)) {}
+
+namespace {
+// What a decoded node takes on the heap: its vectors, and each item's own
+// block (rounded as malloc does, with its header).
+size_t memory_of(const Node& n) {
+  size_t b = sizeof(Node) + n.keys.capacity() * sizeof(Key) + n.items.capacity() * sizeof(std::vector<uint8_t>) +
+             (n.ptrs.capacity() + n.ptr_gens.capacity()) * sizeof(uint64_t);
+  for (const auto& it : n.items) b += it.capacity() ? (it.capacity() + 8 + 15) / 16 * 16 : 0;
+  return b + 64;  // the shared_ptr control block and the list and map entries
+}
+}  // namespace
 
 Result<Node> NodeStore::decode(const uint8_t* buf, const NodeExpectation& expect) const {
   return decode_node(buf, fsid_, csum_, node_size_, expect);
@@ -25,7 +36,7 @@ Result<NodePtr> NodeStore::read(const NodeExpectation& expect_in) {
   if (auto c = clean_.find(bytenr); c != clean_.end()) {
     stats_.cache_hits++;
     lru_.splice(lru_.begin(), lru_, c->second);
-    NodePtr n = c->second->second;
+    NodePtr n = c->second->node;
     // A cached node was validated when read; the expectations of this
     // particular parent pointer still have to hold.
     if ((expect_in.level >= 0 && n->level != expect_in.level) ||
@@ -110,21 +121,30 @@ void NodeStore::log_bad_copy(uint64_t bytenr, uint64_t physical, bool corrected,
 }
 
 void NodeStore::touch(uint64_t bytenr, NodePtr n) {
-  lru_.emplace_front(bytenr, std::move(n));
+  if (auto old = clean_.find(bytenr); old != clean_.end()) drop(old->second);
+  const size_t charge = memory_of(*n);
+  lru_.push_front(Cached{bytenr, std::move(n), charge});
   clean_[bytenr] = lru_.begin();
+  cached_bytes_ += charge;
   evict();
 }
 
 void NodeStore::evict() {
   // Only nodes nobody else holds can go; the rest stay until released.
   auto it = lru_.end();
-  while (clean_.size() > cache_capacity_ && it != lru_.begin()) {
+  while (cached_bytes_ > cache_capacity_ && it != lru_.begin()) {
     --it;
-    if (it->second.use_count() == 1) {
-      clean_.erase(it->first);
-      it = lru_.erase(it);
+    if (it->node.use_count() == 1) {
+      auto victim = it++;
+      drop(victim);
     }
   }
+}
+
+void NodeStore::drop(std::list<Cached>::iterator it) {
+  cached_bytes_ -= it->charge;
+  clean_.erase(it->bytenr);
+  lru_.erase(it);
 }
 
 NodePtr NodeStore::create(uint64_t bytenr, uint64_t owner, uint8_t level, uint64_t transid) {
@@ -151,10 +171,7 @@ NodePtr NodeStore::clone(const Node& src, uint64_t bytenr, uint64_t transid) {
 
 void NodeStore::forget(uint64_t bytenr) {
   dirty_.erase(bytenr);
-  if (auto c = clean_.find(bytenr); c != clean_.end()) {
-    lru_.erase(c->second);
-    clean_.erase(c);
-  }
+  if (auto c = clean_.find(bytenr); c != clean_.end()) drop(c->second);
 }
 
 Status NodeStore::write_node(const Node& n) {
@@ -191,6 +208,7 @@ Status NodeStore::write_dirty() {
 void NodeStore::drop_clean_cache() {
   lru_.clear();
   clean_.clear();
+  cached_bytes_ = 0;
 }
 
 }  // namespace cairn

@@ -80,12 +80,22 @@ class NodeStore {
   Uuid fsid_;
   CsumType csum_;
   uint32_t node_size_;
-  size_t cache_capacity_;  // nodes
+  // Clean nodes are charged what they take in memory decoded (a leaf's
+  // items are one heap block each: several times node_size for small
+  // items), so that cache= bounds the daemon's memory, not a node count.
+  size_t cache_capacity_;  // bytes
+  size_t cached_bytes_ = 0;
   uint64_t max_generation_ = 0;
   bool repair_ = true;
   std::unordered_map<uint64_t, NodePtr> dirty_;
-  std::list<std::pair<uint64_t, NodePtr>> lru_;  // front = most recent
-  std::unordered_map<uint64_t, std::list<std::pair<uint64_t, NodePtr>>::iterator> clean_;
+  struct Cached {
+    uint64_t bytenr;
+    NodePtr node;
+    size_t charge;  // memory_of(*node) when cached (clean nodes never change)
+  };
+  std::list<Cached> lru_;  // front = most recent
+  std::unordered_map<uint64_t, std::list<Cached>::iterator> clean_;
+  void drop(std::list<Cached>::iterator it);
   NodeStoreStats stats_;
   std::vector<BadCopy> bad_copy_log_;  // bounded (log_bad_copy)
 };
