@@ -295,3 +295,61 @@ TEST_CASE("Chunks: a crash at every flush point of chunk allocation and reclaim"
   });
   CHECK(images >= 180);
 }
+
+TEST_CASE("Chunks: an image made before the chunk tree opens, and its first commit upgrades it", "[chunks]") {
+  MkfsParams p;
+  p.node_size = 4096;
+  p.max_chunk_size = 4 * kMiB;
+  auto dev = make_formatted_memory(p, 160 * kMiB);
+  add_kv_tree(dev, kTestTree);
+  KvModel kv;
+  ExtentModel extents;
+  {
+    auto e = open_small_chunks(dev, 4 * kMiB);
+    std::lock_guard lk(e->mutex());
+    for (uint64_t id = 1; id <= 300; id++) add_kv(*e, kv, id, 300);
+    for (int i = 0; i < 20; i++) REQUIRE(add_extent(*e, extents, 512 * 1024));
+    REQUIRE(e->commit().ok());
+  }
+  // What such an image looks like: every chunk in the superblock's array,
+  // no system chunk, no chunk tree, no CHUNK_TREE bit.
+  std::vector<Chunk> legacy;
+  {
+    auto e = open_small_chunks(dev, 4 * kMiB, true);
+    for (const Chunk& c : e->chunk_map().chunks())
+      if (c.type != kChunkSystem) legacy.push_back(c);
+  }
+  REQUIRE(legacy.size() >= 3);
+  auto sb = Engine::read_superblock(*dev);
+  REQUIRE(sb.ok());
+  sb->chunks = legacy;
+  sb->incompat_flags &= ~kIncompatChunkTree;
+  sb->chunk_root = sb->chunk_root_generation = 0;
+  sb->chunk_root_level = 0;
+  sb->space_cache = sb->space_cache_generation = 0;
+  write_superblocks(*dev, *sb);
+  REQUIRE_FALSE(Engine::read_superblock(*dev)->has_chunk_tree());
+  require_clean(*dev);
+  {
+    auto e = open_small_chunks(dev, 4 * kMiB);
+    std::lock_guard lk(e->mutex());
+    REQUIRE(dump_kv(*e) == kv);
+    REQUIRE(dump_extents(*e) == extents);
+    // Enough new data for new chunks, then the first commit.
+    for (int i = 0; i < 40; i++) REQUIRE(add_extent(*e, extents, 512 * 1024));
+    REQUIRE(e->commit().ok());
+  }
+  auto after = Engine::read_superblock(*dev);
+  REQUIRE(after.ok());
+  CHECK(after->has_chunk_tree());
+  CHECK(after->chunks.size() >= 1);
+  for (const Chunk& c : after->chunks) CHECK(c.type == kChunkSystem);
+  require_clean(*dev);
+  auto e = open_small_chunks(dev, 4 * kMiB, true);
+  std::lock_guard lk(e->mutex());
+  CHECK(dump_kv(*e) == kv);
+  CHECK(dump_extents(*e) == extents);
+  // The chunk tree lists every chunk the map holds.
+  CHECK(committed_chunks(*e).size() == e->chunk_map().count());
+  CHECK(e->chunk_map().count() > legacy.size());
+}

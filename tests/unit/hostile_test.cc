@@ -15,6 +15,7 @@
 
 using namespace cairn;
 using cairn::test::TempImage;
+using cairn::test::write_superblocks;
 
 namespace {
 
@@ -66,17 +67,6 @@ struct Victim {
     return {};
   }
 };
-
-// Every superblock copy on the device, encoded from `sb` (valid checksums).
-void write_superblocks(BlockDevice& dev, Superblock sb) {
-  std::vector<uint8_t> buf(kSuperblockSize);
-  for (uint64_t off : kSuperblockOffsets) {
-    if (off + kSuperblockSize > dev.size()) continue;
-    sb.bytenr = off;
-    sb.encode(buf.data());
-    REQUIRE(dev.write(off, buf.data(), buf.size()).ok());
-  }
-}
 
 // fsck must name the rule (exit 4: not clean).
 void require_fsck_finds(const std::string& path, const std::string& words) {

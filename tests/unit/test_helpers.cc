@@ -83,6 +83,16 @@ void check_files(Filesystem& fs, const std::map<std::string, std::vector<char>>&
   }
 }
 
+void write_superblocks(BlockDevice& dev, Superblock sb) {
+  std::vector<uint8_t> buf(kSuperblockSize);
+  for (uint64_t off : kSuperblockOffsets) {
+    if (off + kSuperblockSize > dev.size()) continue;
+    sb.bytenr = off;
+    sb.encode(buf.data());
+    REQUIRE(dev.write(off, buf.data(), buf.size()).ok());
+  }
+}
+
 uint64_t new_file(Filesystem& fs, const std::string& name, const std::vector<char>& data) {
   Caller c;
   auto ent = fs.mknod(kFirstInode, name, S_IFREG | 0644, 0, c);

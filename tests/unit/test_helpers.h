@@ -54,6 +54,9 @@ size_t for_each_crash_image(const RecordingDevice& rec, const std::map<uint64_t,
                             std::mt19937_64& rng,
                             const std::function<void(std::shared_ptr<MemoryDevice>, uint64_t durable, const std::string& what)>& check);
 
+// Every superblock copy on the device, encoded from `sb` (valid checksums).
+void write_superblocks(BlockDevice& dev, Superblock sb);
+
 // n pseudo-random bytes from a seed.
 std::vector<char> pattern(size_t n, uint32_t seed);
 
