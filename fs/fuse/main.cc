@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -322,6 +323,12 @@ void set_atime_flags(const char* mountpoint, const std::string& current, bool st
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One malloc arena per core, not glibc's eight: with 32 FUSE threads each
+  // taking its own arena, memory freed by one thread (evicted nodes and
+  // inodes) sat in arenas others never reuse. A cold stat of 1M files:
+  // 568 MiB resident with the default, 222 MiB with this (cache=256M).
+  // MALLOC_ARENA_MAX in the environment still wins.
+  if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, int(std::max(2u, std::thread::hardware_concurrency())));
   fuse_args args = FUSE_ARGS_INIT(argc, argv);
   Options o;
   static const fuse_opt no_specs[] = {FUSE_OPT_END};
