@@ -5,6 +5,7 @@
 //   cairnctl scrub cancel MOUNTPOINT
 //   cairnctl scrub [--limit MiB/s] [--readonly] [--json] IMAGE     (offline)
 //   cairnctl verify [--json] PATH...
+//   cairnctl clone [--range SRC_OFFSET LENGTH DST_OFFSET] SRC DST
 // Exit status: 0 no uncorrectable errors; 3 uncorrectable errors remain;
 // 1 operational failure; 2 usage.
 #include <fcntl.h>
@@ -319,6 +320,77 @@ int verify(const std::vector<std::string>& paths, bool as_json) {
   return unc ? kUncorrectable : kOk;
 }
 
+// cairnctl clone: DST shares SRC's blocks (a reflink), or nothing happens
+// and the exit status says why; never a copy. Without --range DST becomes
+// a clone of all of SRC (created, or truncated first, as cp does).
+int clone(const std::string& src, const std::string& dst, const std::vector<uint64_t>& range) {
+  const bool whole = range.empty();
+  int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return fail(src + ": " + std::strerror(errno));
+  struct stat si, so;
+  if (fstat(in, &si) != 0) {
+    const int e = errno;
+    ::close(in);
+    return fail(src + ": " + std::strerror(e));
+  }
+  const bool existed = ::stat(dst.c_str(), &so) == 0;
+  if (whole && existed && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+    ::close(in);
+    return fail("clone: " + src + " and " + dst + " are the same file");
+  }
+  // Not O_TRUNC: a clone that fails leaves DST as it was (a DST this
+  // command created is removed again).
+  int out = ::open(dst.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (out < 0) {
+    const int e = errno;
+    ::close(in);
+    return fail(dst + ": " + std::strerror(e));
+  }
+  auto done = [&](int code) {
+    ::close(in);
+    ::close(out);
+    if (code != kOk && !existed) ::unlink(dst.c_str());
+    return code;
+  };
+  if (fstat(out, &so) != 0) return done(fail(dst + ": " + std::strerror(errno)));
+  if (!S_ISREG(si.st_mode) || !S_ISREG(so.st_mode)) return done(fail("clone: SRC and DST must be regular files"));
+  // copy_file_range between two filesystems is a copy the kernel makes on
+  // its own: refuse before asking.
+  if (si.st_dev != so.st_dev) return done(fail(src + " and " + dst + " are not on the same filesystem"));
+  uint64_t off_in = whole ? 0 : range[0], len = whole ? uint64_t(si.st_size) : range[1],
+           off_out = whole ? 0 : range[2];
+  // A whole-file clone makes DST SRC's size. A longer DST is cut first when
+  // SRC ends inside a block: that block can only be shared as DST's last.
+  if (whole && so.st_size > si.st_size && si.st_size % 4096 && ::ftruncate(out, si.st_size) != 0)
+    return done(fail(dst + ": truncate: " + std::strerror(errno)));
+  while (len > 0) {
+    std::vector<char> buf(kCtlBufferSize, 0);
+    if (ioctl(out, CAIRN_IOC_CLONE_NEXT, buf.data()) < 0) {
+      const int e = errno;
+      if (e == ENOTTY || e == ENOSYS) return done(fail(dst + " is not on a mounted Cairn filesystem"));
+      return done(fail(dst + ": " + std::strerror(e)));
+    }
+    loff_t a = loff_t(off_in), b = loff_t(off_out);
+    const ssize_t n = copy_file_range(in, &a, out, &b, size_t(std::min<uint64_t>(len, 1ULL << 30)), 0);
+    if (n < 0) {
+      const int e = errno;
+      if (e == EINVAL)
+        return done(fail("clone: offsets and length must be multiples of 4096 (the length may end at the end of " +
+                         src + "), and the ranges of one file must not overlap"));
+      if (e == EMLINK) return done(fail("clone: an extent of " + src + " has no room for another reference"));
+      return done(fail("clone: " + std::string(std::strerror(e))));
+    }
+    if (n == 0) break;  // the end of SRC
+    off_in += uint64_t(n);
+    off_out += uint64_t(n);
+    len -= uint64_t(n);
+  }
+  if (whole && so.st_size > si.st_size && ::ftruncate(out, si.st_size) != 0)
+    return done(fail(dst + ": truncate: " + std::strerror(errno)));
+  if (::fsync(out) != 0) return done(fail(dst + ": fsync: " + std::strerror(errno)));
+  return done(kOk);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -359,6 +431,14 @@ int main(int argc, char** argv) {
   vf->add_option("PATH", paths, "Files or directories on a mounted Cairn filesystem")->required();
   vf->add_flag("--json", as_json, "Machine-readable report");
 
+  auto* cl = app.add_subcommand("clone", "Make DST share SRC's blocks (a reflink); never copies");
+  std::string clone_src, clone_dst;
+  std::vector<uint64_t> clone_range;
+  cl->add_option("SRC", clone_src, "The file to clone")->required();
+  cl->add_option("DST", clone_dst, "The file that receives the blocks (created if missing)")->required();
+  cl->add_option("--range", clone_range, "SRC_OFFSET LENGTH DST_OFFSET: clone only this range into DST")
+      ->expected(3);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -369,6 +449,7 @@ int main(int argc, char** argv) {
   }
   if (*st) return stats(target, as_json);
   if (*vf) return verify(paths, as_json);
+  if (*cl) return clone(clone_src, clone_dst, clone_range);
   if (*sc_start) return scrub_online(target, false, wait, limit, as_json);
   if (*sc_resume) return scrub_online(target, true, wait, limit, as_json);
   if (*sc_status) return scrub_status(target, as_json);

@@ -43,6 +43,8 @@ struct TreeBlockSeen {
 struct InodeSeen {
   uint32_t nlink;
   uint32_t mode;
+  uint64_t nbytes = 0;      // the inode item's count (st_blocks * 512)
+  uint64_t referenced = 0;  // bytes its file extent items reference
 };
 
 // One name: a directory entry, a directory index entry or an inode back
@@ -368,7 +370,7 @@ class Checker {
         auto ii = InodeItem::decode(d);
         if (!ii.ok()) return;
         report_.stats.inodes++;
-        fs.inodes.push_back({k.objectid, InodeSeen{ii->nlink, ii->mode}});
+        fs.inodes.push_back({k.objectid, InodeSeen{ii->nlink, ii->mode, ii->nbytes, 0}});
         break;
       }
       case kInodeRef: {
@@ -410,6 +412,8 @@ class Checker {
         fs.last_extent_ino = k.objectid;
         fs.last_extent_end = k.offset + len;
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
+          // An inode's items follow its inode item in key order.
+          if (!fs.inodes.empty() && fs.inodes.back().first == k.objectid) fs.inodes.back().second.referenced += fe->num_bytes;
           file_refs_.push_back({fe->disk_bytenr, fe->disk_num_bytes, DataRefKey{tree, k.objectid, k.offset - fe->offset}});
           // Written data must be checksummed, sector by sector.
           if (fe->type == kFileExtentRegular)
@@ -705,6 +709,11 @@ class Checker {
         problem("unreachable", ino_s(ino) + " has no name and is not an orphan", ino);
         continue;
       }
+      // st_blocks: what the file's extents reference, shared or not (du
+      // counts a reflinked block in every file, as on btrfs).
+      if (S_ISREG(in.mode) && in.nbytes != in.referenced)
+        problem("inode-nbytes", ino_s(ino) + " counts " + std::to_string(in.nbytes) + " bytes of extents, its items reference " +
+                                    std::to_string(in.referenced), ino, in.referenced);
       const uint64_t want = S_ISDIR(in.mode) ? 2 + count_of(subdirs, ino) : n;
       if (in.nlink != want && !(orphan && in.nlink == 0))
         problem("link-count", ino_s(ino) + " has link count " + std::to_string(in.nlink) + ", found " + std::to_string(want), ino, want);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 #include <mutex>
 #include <syslog.h>
 #include <unistd.h>
@@ -259,6 +261,114 @@ Status FileData::drop_extents_locked(FileState& in, uint64_t start, uint64_t end
     }
     in.dirty = true;
   }
+}
+
+// ---- Reflinks ----
+
+namespace {
+// File extent items one clone batch copies: with the extent item each
+// touches, a bounded number of leaves per batch (reserved up front).
+constexpr size_t kCloneBatch = 128;
+// The back reference offset of a file extent item at `file_off`: the file
+// offset where byte 0 of its disk extent would be (wraps for a piece that
+// starts before that, as btrfs's does).
+uint64_t ref_base(uint64_t file_off, const FileExtent& fe) { return file_off - fe.offset; }
+}  // namespace
+
+Status FileData::clone_range(FileState& src, uint64_t src_off, FileState& dst, uint64_t dst_off, uint64_t len,
+                             uint64_t* done) {
+  *done = 0;
+  if (src_off % kBlock || dst_off % kBlock || len % kBlock)
+    return Status::Invalid("a clone covers whole blocks");
+  while (*done < len) {
+    std::lock_guard lk(e_.mutex());
+    // Each item cloned inserts one item and changes one extent item:
+    // kCloneBatch items touch a few leaves of the fs tree and at most one
+    // extent tree leaf (plus their paths) per item.
+    RETURN_IF_ERROR(reserve_metadata_locked(16 + 2 * kCloneBatch));
+    ASSIGN_OR_RETURN(uint64_t reached, clone_batch_locked(src, src_off + *done, src_off + len, dst, dst_off + *done));
+    *done = reached - src_off;
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> FileData::clone_batch_locked(FileState& src, uint64_t src_off, uint64_t src_end, FileState& dst,
+                                              uint64_t dst_off) {
+  // The source's items first, as values: dropping the destination's range
+  // may split an item of the same file (src == dst) that covers both.
+  std::vector<std::pair<Key, FileExtent>> items;
+  uint64_t reached = src_end;
+  {
+    BTree fs = e_.tree(kFsTreeId);
+    Cursor c = fs.cursor();
+    RETURN_IF_ERROR(seek_extents(c, src.ino, src_off));
+    for (; c.valid(); c.advance()) {
+      const Key& k = c.key();
+      if (k.objectid != src.ino || k.type != kExtentData || k.offset >= src_end) break;
+      ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
+      if (k.offset + fe.num_bytes <= src_off) continue;
+      if (fe.type == kFileExtentInline)
+        return Status::Error(EINVAL, "inode " + std::to_string(src.ino) + " has inline data: not clonable");
+      if (items.size() == kCloneBatch) {
+        reached = std::max(src_off, k.offset);
+        break;
+      }
+      items.emplace_back(k, fe);
+    }
+    RETURN_IF_ERROR(c.status());
+  }
+  const uint64_t len = reached - src_off;
+  if (len == 0) return reached;
+  RETURN_IF_ERROR(check_backref_room_locked(dst.ino, items, src_off, dst_off));
+  Status st = [&]() -> Status {
+    RETURN_IF_ERROR(drop_extents_locked(dst, dst_off, dst_off + len));
+    for (auto& [k, fe] : items) {
+      // The part of this item inside [src_off, reached), moved to dst.
+      const uint64_t s = std::max(src_off, k.offset), e = std::min(reached, k.offset + fe.num_bytes);
+      FileExtent piece = fe;
+      piece.offset = fe.offset + (s - k.offset);
+      piece.num_bytes = e - s;
+      const uint64_t at = dst_off + (s - src_off);
+      if (fe.disk_bytenr == 0) continue;  // an explicit hole: the dropped range is one already
+      RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(dst.ino, at), piece.encode()));
+      RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, dst.ino, ref_base(at, piece)));
+      dst.item.nbytes += piece.num_bytes;
+    }
+    return Status::Ok();
+  }();
+  if (!st.ok()) {
+    e_.abort(st);
+    return st;
+  }
+  dst.dirty = true;
+  return reached;
+}
+
+Status FileData::check_backref_room_locked(uint64_t dst_ino, const std::vector<std::pair<Key, FileExtent>>& items,
+                                           uint64_t src_off, uint64_t dst_off) {
+  // New back references per extent (several items of one extent may share one).
+  std::map<std::pair<uint64_t, uint64_t>, std::set<uint64_t>> bases;
+  for (auto& [k, fe] : items) {
+    if (fe.disk_bytenr == 0) continue;
+    const uint64_t s = std::max(src_off, k.offset);
+    bases[{fe.disk_bytenr, fe.disk_num_bytes}].insert(dst_off + (s - src_off) - (fe.offset + (s - k.offset)));
+  }
+  const size_t room = e_.tree(kExtentTreeId).max_item_size();
+  for (auto& [ext, want] : bases) {
+    ASSIGN_OR_RETURN(Bytes raw, e_.tree(kExtentTreeId).lookup(Key{ext.first, kExtentItem, ext.second}));
+    ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+    size_t added = 0;
+    for (uint64_t base : want) {
+      const bool exists = std::any_of(ei.backrefs.begin(), ei.backrefs.end(), [&](const ExtentBackref& r) {
+        return r.type == kExtentDataRef && r.root == kFsTreeId && r.objectid == dst_ino && r.offset == base;
+      });
+      if (!exists) added++;
+    }
+    if (raw.size() + added * ExtentBackref::kDataRefSize > room)
+      return Status::Error(EMLINK, "extent " + std::to_string(ext.first) + " has no room for another reference (" +
+                                       std::to_string(ei.backrefs.size()) + " already)");
+  }
+  return Status::Ok();
 }
 
 Status FileData::alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces) {

@@ -46,6 +46,18 @@ class FileData {
   Status preallocate(FileState& in, uint64_t off, uint64_t len, bool keep_size);
   Status punch_hole(FileState& in, uint64_t off, uint64_t len);
   Status zero_range(FileState& in, uint64_t off, uint64_t len, bool keep_size);
+  // Reflink: make the whole blocks [dst_off, dst_off + len) of `dst` refer
+  // to the disk extents that hold [src_off, src_off + len) of `src` (both
+  // offsets and `len` multiples of 4096; `src` may be `dst` when the ranges
+  // do not overlap). Written blocks share data and checksums, preallocated
+  // ones stay preallocated, holes stay holes; whatever `dst` held there is
+  // dropped. Neither size changes. The caller holds both io_locks
+  // exclusively and has flushed both files (the tree is all there is).
+  // EMLINK, with nothing changed in that batch, when an extent has no room
+  // for one more back reference ("EXTENT_ITEM" in docs/format.md); the
+  // range is done in batches, so an error leaves [dst_off, *done) cloned.
+  Status clone_range(FileState& src, uint64_t src_off, FileState& dst, uint64_t dst_off, uint64_t len,
+                     uint64_t* done);
   // SEEK_DATA / SEEK_HOLE; ENXIO past the data or the end.
   Result<uint64_t> seek(FileState& in, uint64_t off, int whence);
 
@@ -100,6 +112,14 @@ class FileData {
   // The file extent item of `ino` covering file offset `off`, if any.
   Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(uint64_t ino, uint64_t off);
   Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
+  // One batch of clone_range: at most kCloneBatch items of `src`, from
+  // src_off up to src_end; returns the source offset it reached.
+  Result<uint64_t> clone_batch_locked(FileState& src, uint64_t src_off, uint64_t src_end, FileState& dst,
+                                      uint64_t dst_off);
+  // Would every extent the pieces refer to take one more back reference
+  // (root, dst ino, its base), if it is a new one?
+  Status check_backref_room_locked(uint64_t dst_ino, const std::vector<std::pair<Key, FileExtent>>& pieces,
+                                   uint64_t src_off, uint64_t dst_off);
   // A new file extent item over a new disk extent, its extent item, and nbytes.
   Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.

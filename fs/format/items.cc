@@ -189,8 +189,8 @@ Result<FileExtent> FileExtent::decode(const Bytes& b) {
 }
 
 namespace {
-constexpr size_t kTreeRefSize = 1 + 8;
-constexpr size_t kDataRefSize = 1 + 8 + 8 + 8 + 4;
+constexpr size_t kTreeRefSize = ExtentBackref::kTreeRefSize;
+constexpr size_t kDataRefSize = ExtentBackref::kDataRefSize;
 }  // namespace
 
 Bytes ExtentItem::encode() const {

@@ -139,6 +139,8 @@ struct FileExtent {
 // EXTENT_ITEM (extent tree, key (bytenr, 168, length)) and METADATA_ITEM
 // (key (bytenr, 169, level)): a reference count and its back references.
 struct ExtentBackref {
+  static constexpr size_t kTreeRefSize = 1 + 8;          // type, root
+  static constexpr size_t kDataRefSize = 1 + 8 + 8 + 8 + 4;  // type, root, objectid, offset, count
   uint8_t type = 0;   // kTreeBlockRef or kExtentDataRef
   uint64_t root = 0;
   uint64_t objectid = 0;  // data: inode number

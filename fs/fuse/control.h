@@ -20,5 +20,9 @@ constexpr size_t kCtlBufferSize = 16000;  // the largest a restricted FUSE ioctl
 // On any regular file the caller could open: verify its data blocks (every
 // copy), repair from a good copy, report (cairnctl verify).
 #define CAIRN_IOC_VERIFY _IOC(_IOC_READ, 0xCA, 5, cairn::kCtlBufferSize)
+// On a regular file, by anyone: the calling thread's next copy_file_range
+// into this file is a clone — shared blocks or an error, never a copy
+// (cairnctl clone; fuse/clone_intents.h).
+#define CAIRN_IOC_CLONE_NEXT _IOC(_IOC_READ, 0xCA, 6, cairn::kCtlBufferSize)
 
 }  // namespace cairn

@@ -436,8 +436,14 @@ void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_i
 void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info*, fuse_ino_t ino_out,
                         off_t off_out, fuse_file_info*, size_t len, int flags) {
   if (flags != 0) return void(fuse_reply_err(req, EINVAL));
+  const bool clone = ctx(req).clone_intents.take(fuse_req_ctx(req)->pid, in_ino(ino_out));
   auto r = fsys(req).copy_file_range(in_ino(ino_in), uint64_t(off_in), in_ino(ino_out), uint64_t(off_out), len,
-                                     caller_of(req));
+                                     caller_of(req),
+                                     clone ? Filesystem::CopyMode::kShareOnly : Filesystem::CopyMode::kShareOrCopy);
+  // The kernel copies on its own when told EOPNOTSUPP or EXDEV: a clone
+  // that must not become a copy never answers with those.
+  if (!r.ok() && clone && (r.status().code() == EOPNOTSUPP || r.status().code() == EXDEV))
+    return void(fuse_reply_err(req, EINVAL));
   if (!r.ok()) return reply_err(req, r.status());
   fuse_reply_write(req, r.value());
 }
@@ -515,6 +521,10 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file
               const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOSYS));
   if (cmd == CAIRN_IOC_VERIFY) return verify_file(req, ino, out_bufsz);
+  if (cmd == CAIRN_IOC_CLONE_NEXT) {
+    ctx(req).clone_intents.expect(fuse_req_ctx(req)->pid, in_ino(ino));
+    return reply_json(req, nlohmann::json{{"clone_next", true}}, out_bufsz);
+  }
   if (cmd != CAIRN_IOC_STATS && cmd != CAIRN_IOC_SCRUB_START && cmd != CAIRN_IOC_SCRUB_STATUS &&
       cmd != CAIRN_IOC_SCRUB_CANCEL)
     return void(fuse_reply_err(req, ENOTTY));

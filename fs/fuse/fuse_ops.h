@@ -5,6 +5,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse3/fuse_lowlevel.h>
 
+#include "fuse/clone_intents.h"
 #include "scrub/scrub_service.h"
 #include "util/buffer_pool.h"
 #include "vfs/filesystem.h"
@@ -33,6 +34,8 @@ struct FuseContext {
   // Read replies are read into and sent from these; main() keeps one per
   // 1 MiB request a sequential read keeps in flight (readahead / 1 MiB).
   BufferPool read_buffers;
+  // copy_file_range calls that cairnctl clone marked as clone-or-fail.
+  CloneIntents clone_intents;
 };
 
 // Raise the mount's readahead once the kernel has finished INIT (which

@@ -203,21 +203,4 @@ Result<uint64_t> Filesystem::lseek(uint64_t ino, uint64_t off, int whence) {
   return data_->seek(*in, off, whence);
 }
 
-Result<size_t> Filesystem::copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out,
-                                           size_t len, const Caller& c) {
-  // A copy through the daemon's own data path (no reflink yet); the kernel
-  // would otherwise bounce every byte through user space twice.
-  std::vector<char> buf(1 << 20);
-  size_t done = 0;
-  while (done < len) {
-    size_t want = std::min(buf.size(), len - done);
-    ASSIGN_OR_RETURN(size_t got, read(ino_in, off_in + done, want, buf.data()));
-    if (got == 0) break;
-    ASSIGN_OR_RETURN(size_t put, write(ino_out, off_out + done, buf.data(), got, false, c));
-    done += put;
-    if (got < want) break;
-  }
-  return done;
-}
-
 }  // namespace cairn

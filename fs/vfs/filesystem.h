@@ -179,8 +179,18 @@ class Filesystem {
   Status flush(uint64_t ino);
   Status fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len, const Caller& c = Caller{});
   Result<uint64_t> lseek(uint64_t ino, uint64_t off, int whence);
+  // copy_file_range(2), and `cairnctl clone` with kShareOnly (docs/design.md,
+  // "Reflinks"): whole blocks at the same place in a block in both files
+  // become shared references to the same disk extents; with kShareOrCopy
+  // the partial blocks at either end (and everything, when the two offsets
+  // sit at different places in a block) are copied. kShareOnly refuses
+  // what it cannot share (EINVAL: offsets or length not whole blocks,
+  // EMLINK: an extent has no room for another reference) and copies nothing.
+  // Returns the bytes done; never more than kMaxCopyFileRange per call.
+  enum class CopyMode { kShareOrCopy, kShareOnly };
+  static constexpr size_t kMaxCopyFileRange = (1ULL << 31) - 4096;  // FUSE replies carry a u32 count
   Result<size_t> copy_file_range(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len,
-                                 const Caller& c = Caller{});
+                                 const Caller& c = Caller{}, CopyMode mode = CopyMode::kShareOrCopy);
 
   // ---- Extended attributes ----
   Status setxattr(uint64_t ino, const std::string& name, const Bytes& value, int flags, const Caller& c = Caller{});
@@ -221,6 +231,11 @@ class Filesystem {
   // A just-loaded or just-released inode: evicted once it is clean.
   void note_unused(uint64_t ino);
   Status flush_dirty_inodes();
+  // copy_file_range's parts: bytes through the data path, and shared blocks.
+  Result<size_t> copy_bytes(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len,
+                            const Caller& c);
+  Result<size_t> share_blocks(const std::shared_ptr<Inode>& src, uint64_t off_in, const std::shared_ptr<Inode>& dst,
+                              uint64_t off_out, size_t len, CopyMode mode, const Caller& c);
   Status write_inode_item(Inode& in);
   Result<std::optional<DirEntry>> find_entry(uint64_t dir, const std::string& name);
   Status add_entry(Inode& dir, const std::string& name, Inode& child);
