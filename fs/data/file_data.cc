@@ -640,6 +640,19 @@ Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t
   return Status::Ok();
 }
 
+Result<bool> FileData::sole_reference_locked(uint64_t ino, const Key& k, const FileExtent& fe) {
+  // Every back reference is (fs tree, this inode, the file offset the
+  // extent starts at). Then disk byte D + x belongs to file offset base + x
+  // alone, and writing it changes no other file or range (a reflink or a
+  // copy of the extent elsewhere in the file adds another reference).
+  const uint64_t base = k.offset - fe.offset;
+  ASSIGN_OR_RETURN(Bytes raw, e_.tree(kExtentTreeId).lookup(Key{fe.disk_bytenr, kExtentItem, fe.disk_num_bytes}));
+  ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+  for (const auto& r : ei.backrefs)
+    if (r.type != kExtentDataRef || r.root != kFsTreeId || r.objectid != ino || r.offset != base) return false;
+  return true;
+}
+
 Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out) {
   out->assign(last - first + 1, BlockSpace::kHole);
   BTree fs = e_.tree(kFsTreeId);
@@ -650,7 +663,14 @@ Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last,
     if (k.objectid != ino || k.type != kExtentData || k.offset > last * kBlock) break;
     ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
     if (fe.type == kFileExtentInline || fe.disk_bytenr == 0) continue;
-    const BlockSpace s = fe.type == kFileExtentPrealloc ? BlockSpace::kUnwritten : BlockSpace::kWritten;
+    // Preallocated space another file (or range) shares is written by
+    // copy-on-write like data: it needs a reservation (st_blocks already
+    // counts it).
+    BlockSpace s = BlockSpace::kWritten;
+    if (fe.type == kFileExtentPrealloc) {
+      ASSIGN_OR_RETURN(bool sole, sole_reference_locked(ino, k, fe));
+      if (sole) s = BlockSpace::kUnwritten;
+    }
     const uint64_t b0 = std::max(first, k.offset / kBlock), b1 = std::min(last + 1, (k.offset + fe.num_bytes) / kBlock);
     for (uint64_t b = b0; b < b1; b++) (*out)[b - first] = s;
   }
@@ -678,16 +698,8 @@ Result<std::optional<std::pair<uint64_t, uint64_t>>> FileData::unwritten_target_
   ASSIGN_OR_RETURN(auto hit, extent_at_locked(in.ino, file_off));
   if (!hit || hit->second.type != kFileExtentPrealloc || hit->second.disk_bytenr == 0) return Target();
   const auto& [k, fe] = *hit;
-  // Only this file, at this place, may reference the disk extent: every
-  // back reference is (fs tree, this inode, the file offset the extent
-  // starts at). Then disk byte D + x belongs to file offset base + x alone,
-  // and writing it changes no other file or range (a reflink or a copy of
-  // the extent elsewhere in the file adds another reference: copy-on-write).
-  const uint64_t base = k.offset - fe.offset;
-  ASSIGN_OR_RETURN(Bytes raw, e_.tree(kExtentTreeId).lookup(Key{fe.disk_bytenr, kExtentItem, fe.disk_num_bytes}));
-  ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
-  for (const auto& r : ei.backrefs)
-    if (r.type != kExtentDataRef || r.root != kFsTreeId || r.objectid != in.ino || r.offset != base) return Target();
+  ASSIGN_OR_RETURN(bool sole, sole_reference_locked(in.ino, k, fe));
+  if (!sole) return Target();
   const uint64_t covered = std::min(len, k.offset + fe.num_bytes - file_off);
   return Target(std::pair{fe.disk_bytenr + fe.offset + (file_off - k.offset), covered});
 }

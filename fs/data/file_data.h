@@ -66,9 +66,8 @@ class FileData {
   // an ordered extent).
   Status record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
   // Engine mutex held: what holds blocks first..last of `in` on disk now
-  // (a preallocated block counts as kUnwritten whether or not another
-  // file shares it: the reservation it skips is the exception reflinks of
-  // preallocated space will have to handle).
+  // (preallocated space counts as kUnwritten only where this file range is
+  // its sole reference: shared, it is written by copy-on-write).
   Status block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out);
   // Engine mutex held: where [file_off, file_off + len) of `in` may be
   // written in place, if it starts in preallocated (unwritten) space that
@@ -109,6 +108,9 @@ class FileData {
     uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
   };
   Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
+  // Is (k, fe), a file extent item of `ino`, the only user of its disk
+  // extent's bytes (every back reference this inode at this place)?
+  Result<bool> sole_reference_locked(uint64_t ino, const Key& k, const FileExtent& fe);
   // The file extent item of `ino` covering file offset `off`, if any.
   Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(uint64_t ino, uint64_t off);
   Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);

@@ -418,3 +418,48 @@ TEST_CASE("Reflinks: a crash at every flush point leaves an fsck-clean image hol
   });
   CHECK(images >= 30);
 }
+
+TEST_CASE("Writes over preallocated space a clone shares reserve space: a full disk refuses them, never writeback",
+          "[reflink]") {
+  TempImage img(128ULL << 20);
+  auto fs = img.mount();
+  auto f = fs->mknod(kFirstInode, "f", S_IFREG | 0644, 0, Caller{});
+  REQUIRE(f.ok());
+  REQUIRE(fs->fallocate(f->ino, 0, 0, 32ULL << 20).ok());
+  auto g = fs->mknod(kFirstInode, "g", S_IFREG | 0644, 0, Caller{});
+  REQUIRE(g.ok());
+  auto r = fs->copy_file_range(f->ino, 0, g->ino, 0, 32ULL << 20, Caller{}, CopyMode::kShareOnly);
+  REQUIRE(r.ok());
+  // Fill the rest of the disk.
+  auto fill = fs->mknod(kFirstInode, "fill", S_IFREG | 0644, 0, Caller{});
+  REQUIRE(fill.ok());
+  auto chunk = pattern(1 << 20, 3);
+  for (uint64_t at = 0;; at += chunk.size()) {
+    auto w = fs->write(fill->ino, at, chunk.data(), chunk.size());
+    if (!w.ok()) {
+      REQUIRE(w.status().code() == ENOSPC);
+      break;
+    }
+    REQUIRE(fs->fsync(fill->ino, false).ok());
+  }
+  (void)fs->fsync(fill->ino, false);
+  // The shared preallocated range of g cannot be written in place: each
+  // page needs new space, and once there is none, write() says so.
+  auto page = pattern(kB, 4);
+  Status refused;
+  for (uint64_t at = 0; at < (32ULL << 20) && refused.ok(); at += kB) {
+    auto w = fs->write(g->ino, at, page.data(), page.size());
+    if (!w.ok()) refused = w.status();
+  }
+  CHECK(refused.code() == ENOSPC);
+  // What write() accepted reaches the disk.
+  REQUIRE(fs->fsync(g->ino, false).ok());
+  // f's preallocated space still reads zeros.
+  std::vector<char> out(kB), zeros(kB, 0);
+  REQUIRE(fs->read(f->ino, 0, kB, out.data()).ok());
+  CHECK(out == zeros);
+  for (uint64_t ino : {f->ino, g->ino, fill->ino}) fs->forget(ino, 1);
+  REQUIRE(fs->unmount().ok());
+  fs.reset();
+  check_clean(img.path);
+}
