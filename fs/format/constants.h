@@ -33,6 +33,10 @@ constexpr uint64_t kExtentTreeId = 2;
 constexpr uint64_t kChunkTreeId = 3;  // its root is in the superblock, not the root tree
 constexpr uint64_t kFsTreeId = 5;
 constexpr uint64_t kCsumTreeId = 7;
+// Subvolumes and snapshots: fs trees with ids from here on (tree 5 is the
+// top-level one).
+constexpr uint64_t kFirstSubvolumeId = 256;
+constexpr bool is_subvolume_id(uint64_t id) { return id == kFsTreeId || id >= kFirstSubvolumeId; }
 
 // Reserved objectids.
 constexpr uint64_t kFirstInode = 256;       // root directory of the fs tree
@@ -79,7 +83,11 @@ constexpr uint64_t kExtentFlagTreeBlock = 2;
 // only the system chunks (without it, the array holds every chunk: images
 // made before the chunk tree, upgraded at their first commit).
 constexpr uint64_t kIncompatChunkTree = 1;
-constexpr uint64_t kSupportedIncompat = kIncompatChunkTree;
+// SHARED_TREES: tree blocks may be shared between trees (snapshots): a
+// METADATA_ITEM's refs may exceed 1 and a node's owner may be another tree
+// than the one that reaches it. Set by the first snapshot.
+constexpr uint64_t kIncompatSharedTrees = 2;
+constexpr uint64_t kSupportedIncompat = kIncompatChunkTree | kIncompatSharedTrees;
 constexpr uint64_t kSupportedCompatRo = 0;
 
 }  // namespace cairn

@@ -27,6 +27,7 @@ Bytes RootItem::encode() const {
   put_u8(&b[16], level);
   put_le64(&b[24], last_objectid);
   put_le64(&b[32], flags);
+  put_le64(&b[40], last_snapshot);
   return b;
 }
 
@@ -38,6 +39,7 @@ Result<RootItem> RootItem::decode(const Bytes& b) {
   r.level = get_u8(&b[16]);
   r.last_objectid = get_le64(&b[24]);
   r.flags = get_le64(&b[32]);
+  r.last_snapshot = get_le64(&b[40]);
   if (r.level >= kMaxLevel) return Status::Corruption("root item: level " + std::to_string(r.level));
   return r;
 }

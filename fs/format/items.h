@@ -30,6 +30,10 @@ struct RootItem {
   uint8_t level = 0;
   uint64_t last_objectid = 0;  // highest objectid handed out (fs tree: inode numbers)
   uint64_t flags = 0;  // kRootFlag*
+  // The transaction of the last snapshot taken of this tree, or that made
+  // it as a snapshot (0: never): a node of an older generation may be
+  // shared with another tree.
+  uint64_t last_snapshot = 0;
   Bytes encode() const;
   static Result<RootItem> decode(const Bytes& b);
 };
@@ -37,6 +41,9 @@ struct RootItem {
 // A tree of opaque key/value items with no filesystem meaning: fsck checks
 // its structure only. Engine tests use such trees; internal stores may too.
 constexpr uint64_t kRootFlagKeyValue = 1;
+// A deleted tree being dropped (in the background, across commits): its
+// nodes and data references go as the drop proceeds; nothing else reads it.
+constexpr uint64_t kRootFlagDead = 2;
 
 // INODE_ITEM (fs tree, key (ino, 1, 0)).
 struct InodeItem {

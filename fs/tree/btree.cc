@@ -10,23 +10,70 @@ int lower_bound_slot(const std::vector<Key>& keys, const Key& k) {
 }
 }  // namespace
 
+Result<NodePtr> BTree::read_node(NodeExpectation e) {
+  // A tree that shares blocks (a snapshot, or the tree it was taken of)
+  // reaches nodes another fs tree owns.
+  const bool shares = root_->last_snapshot != 0;
+  e.owner = shares ? 0 : root_->id;
+  ASSIGN_OR_RETURN(NodePtr n, ctx_->store().read(e));
+  if (shares && n->owner != root_->id && !(is_subvolume_id(root_->id) && is_subvolume_id(n->owner)))
+    return Status::Corruption("node " + std::to_string(n->bytenr) + " of tree " + std::to_string(root_->id) +
+                              " is owned by tree " + std::to_string(n->owner));
+  return n;
+}
+
 Result<NodePtr> BTree::read_child(const Node& parent, int slot) {
   NodeExpectation e;
   e.bytenr = parent.ptrs[size_t(slot)];
   e.level = parent.level - 1;
-  e.owner = root_->id;
   e.generation = parent.ptr_gens[size_t(slot)];
   e.first_key = &parent.keys[size_t(slot)];
   if (size_t(slot) + 1 < parent.nritems()) e.next_key = &parent.keys[size_t(slot) + 1];
-  return ctx_->store().read(e);
+  return read_node(e);
+}
+
+Result<NodePtr> BTree::read_root() {
+  NodeExpectation e;
+  e.bytenr = root_->bytenr;
+  e.level = root_->level;
+  e.generation = root_->generation;
+  return read_node(e);
+}
+
+Result<bool> BTree::shared(const Node& n) {
+  // Only a node older than the tree's last snapshot can have another
+  // parent: everything since was copied into this tree alone. A tree never
+  // snapshotted never looks.
+  if (root_->last_snapshot == 0 || n.generation >= root_->last_snapshot) return false;
+  ASSIGN_OR_RETURN(uint64_t refs, ctx_->tree_block_refs(n));
+  return refs > 1;
+}
+
+Result<NodePtr> BTree::copy_node(const NodePtr& n) {
+  ASSIGN_OR_RETURN(bool is_shared, shared(*n));
+  ASSIGN_OR_RETURN(uint64_t nb, ctx_->alloc_tree_block(root_->id, n->level));
+  NodePtr c = ctx_->store().clone(*n, nb, ctx_->transid());
+  c->owner = root_->id;
+  if (is_shared) {
+    // The old node stays for its other parents; both it and the copy point
+    // at its children (or at its leaf items' data) from now on.
+    if (n->is_leaf()) {
+      RETURN_IF_ERROR(ctx_->leaf_shared(root_->id, *n));
+    } else {
+      for (uint64_t child : n->ptrs) ctx_->add_tree_block_ref(child, uint8_t(n->level - 1));
+    }
+    ctx_->drop_tree_block_ref(*n);
+  } else {
+    if (n->is_leaf() && n->owner != root_->id) RETURN_IF_ERROR(ctx_->leaf_moved(root_->id, *n));
+    ctx_->free_tree_block(*n);
+  }
+  return c;
 }
 
 Result<NodePtr> BTree::cow(NodePtr n, Path& p, int level) {
   if (n->generation == ctx_->transid() && n->dirty) return n;  // already copied in this transaction
-  ASSIGN_OR_RETURN(uint64_t nb, ctx_->alloc_tree_block(root_->id, n->level));
-  NodePtr c = ctx_->store().clone(*n, nb, ctx_->transid());
-  c->owner = root_->id;
-  ctx_->free_tree_block(*n);
+  ASSIGN_OR_RETURN(NodePtr c, copy_node(n));
+  const uint64_t nb = c->bytenr;
   if (level == p.top) {
     root_->bytenr = nb;
     root_->generation = ctx_->transid();
@@ -41,12 +88,7 @@ Result<NodePtr> BTree::cow(NodePtr n, Path& p, int level) {
 }
 
 Result<bool> BTree::search(const Key& k, Path& p, bool cow_path) {
-  NodeExpectation e;
-  e.bytenr = root_->bytenr;
-  e.level = root_->level;
-  e.owner = root_->id;
-  e.generation = root_->generation;
-  ASSIGN_OR_RETURN(NodePtr n, ctx_->store().read(e));
+  ASSIGN_OR_RETURN(NodePtr n, read_root());
   p = Path{};
   p.top = n->level;
   if (cow_path) {
@@ -333,11 +375,8 @@ Status BTree::rebalance(Path& p, int level) {
   if (sib >= int(parent.keys.size())) return rebalance(p, level + 1);
   ASSIGN_OR_RETURN(NodePtr sn, read_child(parent, sib));
   if (!(sn->generation == ctx_->transid() && sn->dirty)) {
-    ASSIGN_OR_RETURN(uint64_t nb, ctx_->alloc_tree_block(root_->id, sn->level));
-    NodePtr c = ctx_->store().clone(*sn, nb, ctx_->transid());
-    c->owner = root_->id;
-    ctx_->free_tree_block(*sn);
-    parent.ptrs[size_t(sib)] = nb;
+    ASSIGN_OR_RETURN(NodePtr c, copy_node(sn));
+    parent.ptrs[size_t(sib)] = c->bytenr;
     parent.ptr_gens[size_t(sib)] = ctx_->transid();
     sn = c;
   }
@@ -358,6 +397,62 @@ Status BTree::rebalance(Path& p, int level) {
   release(right);
   drop_ptr(right_slot);
   return rebalance(p, level + 1);
+}
+
+// ---- Dropping a dead tree ----
+
+Result<bool> BTree::drop_step() {
+  ASSIGN_OR_RETURN(NodePtr r, read_root());
+  ASSIGN_OR_RETURN(bool root_shared, shared(*r));
+  if (root_shared) {
+    // Everything below belongs to the other trees that point at the root.
+    ctx_->drop_tree_block_ref(*r);
+    return true;
+  }
+  if (r->is_leaf()) {
+    RETURN_IF_ERROR(ctx_->leaf_dropped(root_->id, *r));
+    ctx_->free_tree_block(*r);
+    ctx_->store().forget(r->bytenr);
+    return true;
+  }
+  Path p;
+  p.top = r->level;
+  ASSIGN_OR_RETURN(NodePtr n, cow(r, p, p.top));
+  for (int level = p.top;; level--) {
+    p.lv[level] = {n, 0};
+    ASSIGN_OR_RETURN(NodePtr child, read_child(*n, 0));
+    ASSIGN_OR_RETURN(bool child_shared, shared(*child));
+    if (child_shared || child->is_leaf()) {
+      if (child_shared) {
+        ctx_->drop_tree_block_ref(*child);
+      } else {
+        RETURN_IF_ERROR(ctx_->leaf_dropped(root_->id, *child));
+        ctx_->free_tree_block(*child);
+        ctx_->store().forget(child->bytenr);
+      }
+      return drop_first_ptr(p, level);
+    }
+    ASSIGN_OR_RETURN(n, cow(child, p, level - 1));
+  }
+}
+
+Result<bool> BTree::drop_first_ptr(Path& p, int level) {
+  for (;; level++) {
+    Node& n = *p.lv[level].node;
+    n.keys.erase(n.keys.begin());
+    n.ptrs.erase(n.ptrs.begin());
+    n.ptr_gens.erase(n.ptr_gens.begin());
+    if (!n.keys.empty()) {
+      // Every ancestor on the path points at its first child: their keys
+      // for this subtree become its new first key.
+      if (level < p.top) fixup_keys(p, level + 1, n.keys[0]);
+      return false;
+    }
+    // Emptied: it goes too, and with it its pointer in the parent.
+    ctx_->free_tree_block(n);
+    ctx_->store().forget(n.bytenr);
+    if (level == p.top) return true;
+  }
 }
 
 // ---- Cursor ----

@@ -29,6 +29,7 @@ struct RootRef {
   uint64_t generation = 0;
   uint64_t last_objectid = 0;
   uint64_t flags = 0;  // RootItem flags
+  uint64_t last_snapshot = 0;  // RootItem::last_snapshot
   bool dirty = false;
 };
 
@@ -40,7 +41,21 @@ class TreeContext {
   virtual NodeStore& store() = 0;
   virtual uint64_t transid() const = 0;
   virtual Result<uint64_t> alloc_tree_block(uint64_t owner, uint8_t level) = 0;
+  // The node's last reference goes (its space is freed once durable).
   virtual void free_tree_block(const Node& n) = 0;
+  // Shared tree blocks (snapshots; docs/design.md, "Snapshots"): how many
+  // parents and roots point at the node, pending changes included; one
+  // more pointer to a node; one pointer fewer (never the last).
+  virtual Result<uint64_t> tree_block_refs(const Node& n) = 0;
+  virtual void add_tree_block_ref(uint64_t bytenr, uint8_t level) = 0;
+  virtual void drop_tree_block_ref(const Node& n) = 0;
+  // What a leaf's items reference outside the tree (data extents) follows
+  // the leaf: a copy of a shared leaf now owned by `owner` references them
+  // once more; a leaf copied away from another owner moves them to `owner`;
+  // a leaf of a dropped tree lets them go.
+  virtual Status leaf_shared(uint64_t owner, const Node& leaf) = 0;
+  virtual Status leaf_moved(uint64_t owner, const Node& leaf) = 0;
+  virtual Status leaf_dropped(uint64_t tree, const Node& leaf) = 0;
 };
 
 struct PathLevel {
@@ -109,6 +124,15 @@ class BTree {
   // copied into the running transaction. Returns whether the key exists.
   Result<bool> search(const Key& k, Path& p, bool cow);
   Result<NodePtr> read_child(const Node& parent, int slot);
+  Result<NodePtr> read_root();
+
+  // One step of dropping this (dead) tree: the leftmost subtree that is
+  // shared with another tree loses this tree's pointer, or the leftmost
+  // leaf goes with the references its items hold; emptied nodes go too.
+  // Every step leaves a valid, smaller tree with exact reference counts,
+  // so the drop can stop at any commit and resume after a crash. True
+  // when the whole tree is gone (the caller forgets its root).
+  Result<bool> drop_step();
 
   RootRef& root() { return *root_; }
   size_t max_item_size() const { return NodeGeometry{ctx_->store().node_size()}.max_item_size(); }
@@ -116,6 +140,15 @@ class BTree {
 
  private:
   Result<NodePtr> cow(NodePtr n, Path& p, int level);
+  // A node read for this tree (its owner may be another fs tree where
+  // trees share blocks).
+  Result<NodePtr> read_node(NodeExpectation e);
+  // Does another tree (or parent) point at `n` too?
+  Result<bool> shared(const Node& n);
+  // The new copy of `n` this transaction writes instead (copy-on-write),
+  // with the references it takes over or adds.
+  Result<NodePtr> copy_node(const NodePtr& n);
+  Result<bool> drop_first_ptr(Path& p, int level);
   Status make_room(Path& p, const Key& k, size_t need);
   Status split_leaf_at(Path& p, size_t at, const Key& empty_key);
   Status insert_ptr(Path& p, int level, int slot, const Key& k, uint64_t ptr, uint64_t gen);

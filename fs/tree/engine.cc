@@ -129,6 +129,7 @@ Status Engine::load_roots() {
       r.generation = ri.generation;
       r.last_objectid = ri.last_objectid;
       r.flags = ri.flags;
+      r.last_snapshot = ri.last_snapshot;
       if (ri.generation > sb_.generation) return Status::Corruption("root item of tree " + std::to_string(k.objectid) + " is newer than the superblock");
       roots_[k.objectid] = r;
     } else if (k.type == kDevStats) {
@@ -248,7 +249,7 @@ Result<uint64_t> Engine::alloc_tree_block(uint64_t owner, uint8_t level) {
   // The chunk tree's nodes: in system chunks, not in the extent tree, not in bytes_used.
   if (owner == kChunkTreeId) return alloc_.alloc(kChunkSystem, sb_.node_size, sb_.node_size);
   ASSIGN_OR_RETURN(uint64_t b, alloc_.alloc(kChunkMetadata, sb_.node_size, sb_.node_size));
-  delayed_refs_[b] = DelayedRef{+1, owner, level};
+  delayed_refs_[b] = DelayedRef{+1, +1, owner, level, true};
   bytes_used_ += sb_.node_size;
   return b;
 }
@@ -263,15 +264,139 @@ void Engine::free_tree_block(const Node& n) {
   }
   bytes_used_ -= sb_.node_size;
   auto it = delayed_refs_.find(n.bytenr);
-  if (it != delayed_refs_.end() && it->second.delta > 0 && n.generation == transid_) {
+  if (it != delayed_refs_.end() && it->second.fresh && it->second.delta == 1 && n.generation == transid_) {
     // Allocated in this transaction and never recorded or written: no
     // durable state can reference it, so it is free at once.
     delayed_refs_.erase(it);
     alloc_.free_now(n.bytenr, sb_.node_size);
     return;
   }
-  delayed_refs_[n.bytenr] = DelayedRef{-1, n.owner, n.level};
+  DelayedRef& r = delayed_refs_.try_emplace(n.bytenr, DelayedRef{0, 0, n.owner, n.level, false}).first->second;
+  r.delta--;
+  r.space--;
   alloc_.pin(n.bytenr, sb_.node_size);
+}
+
+Result<uint64_t> Engine::tree_block_refs(const Node& n) {
+  int64_t refs = 0;
+  auto it = delayed_refs_.find(n.bytenr);
+  if (it == delayed_refs_.end() || !it->second.fresh) {
+    ASSIGN_OR_RETURN(Bytes raw, tree(kExtentTreeId).lookup(Key{n.bytenr, kMetadataItem, n.level}));
+    ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+    refs = int64_t(ei.refs);
+  }
+  if (it != delayed_refs_.end()) refs += it->second.delta;
+  if (refs < 1) return Status::Corruption("tree block " + std::to_string(n.bytenr) + " in use with no reference");
+  return uint64_t(refs);
+}
+
+void Engine::add_tree_block_ref(uint64_t bytenr, uint8_t level) {
+  delayed_refs_.try_emplace(bytenr, DelayedRef{0, 0, 0, level, false}).first->second.delta++;
+}
+
+void Engine::drop_tree_block_ref(const Node& n) {
+  delayed_refs_.try_emplace(n.bytenr, DelayedRef{0, 0, n.owner, n.level, false}).first->second.delta--;
+}
+
+// The data extents a leaf's file extent items reference (fs trees only;
+// key/value trees hold opaque items): each with its back reference as the
+// leaf's owner records it.
+template <typename Fn>
+static Status for_each_data_ref(const Node& leaf, Fn&& fn) {
+  for (size_t i = 0; i < leaf.keys.size(); i++) {
+    const Key& k = leaf.keys[i];
+    if (k.type != kExtentData) continue;
+    ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(leaf.items[i]));
+    if (fe.type == kFileExtentInline || fe.disk_bytenr == 0) continue;
+    RETURN_IF_ERROR(fn(fe.disk_bytenr, fe.disk_num_bytes, k.objectid, k.offset - fe.offset));
+  }
+  return Status::Ok();
+}
+
+bool Engine::holds_file_data(uint64_t tree) const {
+  auto it = roots_.find(tree);
+  return is_subvolume_id(tree) && (it == roots_.end() || !(it->second.flags & kRootFlagKeyValue));
+}
+
+Status Engine::leaf_shared(uint64_t owner, const Node& leaf) {
+  if (!holds_file_data(owner)) return Status::Ok();
+  return for_each_data_ref(leaf, [&](uint64_t b, uint64_t len, uint64_t ino, uint64_t base) {
+    return add_data_ref(b, len, owner, ino, base);
+  });
+}
+
+Status Engine::leaf_moved(uint64_t owner, const Node& leaf) {
+  if (!holds_file_data(owner)) return Status::Ok();
+  // The new reference first: the count never passes through zero.
+  return for_each_data_ref(leaf, [&](uint64_t b, uint64_t len, uint64_t ino, uint64_t base) {
+    RETURN_IF_ERROR(add_data_ref(b, len, owner, ino, base));
+    return drop_data_ref(b, len, leaf.owner, ino, base);
+  });
+}
+
+Status Engine::leaf_dropped(uint64_t tree, const Node& leaf) {
+  if (!holds_file_data(tree)) return Status::Ok();
+  return for_each_data_ref(leaf, [&](uint64_t b, uint64_t len, uint64_t ino, uint64_t base) {
+    return drop_data_ref(b, len, leaf.owner, ino, base);
+  });
+}
+
+// ---- Snapshots ----
+
+Status Engine::snapshot_tree(uint64_t src, uint64_t dst) {
+  if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  if (!roots_.count(src) || (roots_.at(src).flags & kRootFlagDead)) return Status::NotFound("no tree " + std::to_string(src));
+  if (roots_.count(dst)) return Status::Error(EEXIST, "tree " + std::to_string(dst) + " exists");
+  if (!is_subvolume_id(src) || !is_subvolume_id(dst) || dst == kFsTreeId)
+    return Status::Invalid("only fs trees have snapshots");
+  // The source must have no node of the running transaction: a snapshot
+  // shares committed nodes only (so that a dirty node is never shared,
+  // and "older than the last snapshot" finds every shared one).
+  RETURN_IF_ERROR(commit());
+  RootRef& s = roots_.at(src);
+  RootRef d = s;
+  d.id = dst;
+  d.flags = s.flags & ~kRootFlagDead;
+  d.last_snapshot = transid_;
+  d.dirty = true;
+  s.last_snapshot = transid_;
+  s.dirty = true;
+  // O(1): the new tree's root item points at the source's root node.
+  add_tree_block_ref(s.bytenr, s.level);
+  roots_[dst] = d;
+  sb_.incompat_flags |= kIncompatSharedTrees;
+  return Status::Ok();
+}
+
+Status Engine::delete_tree(uint64_t id) {
+  if (opts_.read_only) return Status::Error(EROFS, "read-only filesystem");
+  if (id < kFirstSubvolumeId || !roots_.count(id)) return Status::Invalid("tree " + std::to_string(id) + " cannot be deleted");
+  RootRef& r = roots_.at(id);
+  r.flags |= kRootFlagDead;
+  r.dirty = true;
+  return Status::Ok();
+}
+
+std::vector<uint64_t> Engine::dead_trees() const {
+  std::vector<uint64_t> out;
+  for (auto& [id, r] : roots_)
+    if (r.flags & kRootFlagDead) out.push_back(id);
+  return out;
+}
+
+Result<bool> Engine::drop_tree_steps(uint64_t id, size_t steps) {
+  auto it = roots_.find(id);
+  if (it == roots_.end() || !(it->second.flags & kRootFlagDead)) return Status::Invalid("tree " + std::to_string(id) + " is not dead");
+  BTree t = tree(id);
+  for (size_t i = 0; i < steps; i++) {
+    ASSIGN_OR_RETURN(bool gone, t.drop_step());
+    if (gone) {
+      roots_.erase(id);
+      removed_roots_.insert(id);
+      return true;
+    }
+  }
+  return false;
 }
 
 Status Engine::run_delayed_refs() {
@@ -282,17 +407,28 @@ Status Engine::run_delayed_refs() {
     BTree et = tree(kExtentTreeId);
     for (auto& [b, r] : batch) {
       const Key k{b, kMetadataItem, r.level};
-      if (r.delta > 0) {
+      if (r.fresh) {
+        if (r.delta < 1) return Status::Corruption("new tree block " + std::to_string(b) + " with no reference");
         ExtentItem ei;
-        ei.refs = 1;
+        ei.refs = uint64_t(r.delta);
         ei.generation = transid_;
         ei.flags = kExtentFlagTreeBlock;
         ei.backrefs.push_back(ExtentBackref{kTreeBlockRef, r.owner, 0, 0, 1});
         RETURN_IF_ERROR(et.insert(k, ei.encode()).with_context("recording tree block"));
         extent_items_++;
-      } else {
+        continue;
+      }
+      if (r.delta == 0) continue;
+      ASSIGN_OR_RETURN(Bytes raw, et.lookup(k));
+      ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+      const int64_t refs = int64_t(ei.refs) + r.delta;
+      if (refs < 0) return Status::Corruption("tree block " + std::to_string(b) + " dropped more often than referenced");
+      if (refs == 0) {
         RETURN_IF_ERROR(et.remove(k).with_context("dropping tree block " + std::to_string(b)));
         if (extent_items_) extent_items_--;
+      } else {
+        ei.refs = uint64_t(refs);
+        RETURN_IF_ERROR(et.update(k, ei.encode()).with_context("counting tree block " + std::to_string(b)));
       }
     }
   }
@@ -327,6 +463,10 @@ Status Engine::sync_chunk_tree() {
 }
 
 Status Engine::update_root_items() {
+  for (uint64_t id : std::exchange(removed_roots_, {})) {
+    Status st = tree(kRootTreeId).remove(Key{id, kRootItem, 0});
+    if (!st.ok() && st.code() != ENOENT) return st;
+  }
   for (auto& [id, r] : roots_) {
     if (id == kRootTreeId || id == kChunkTreeId || !r.dirty) continue;
     r.dirty = false;
@@ -336,6 +476,7 @@ Status Engine::update_root_items() {
     ri.level = r.level;
     ri.last_objectid = r.last_objectid;
     ri.flags = r.flags;
+    ri.last_snapshot = r.last_snapshot;
     RETURN_IF_ERROR(tree(kRootTreeId).upsert(Key{id, kRootItem, 0}, ri.encode()));
   }
   if (stats_dirty_) {
@@ -416,7 +557,7 @@ Status Engine::recount_space() {
   }
   RETURN_IF_ERROR(c.status());
   // Nodes allocated or freed in the running transaction are not in the tree yet.
-  for (auto& [b, r] : delayed_refs_) used += int64_t(r.delta) * int64_t(sb_.node_size);
+  for (auto& [b, r] : delayed_refs_) used += int64_t(r.space) * int64_t(sb_.node_size);
   if (used != bytes_used_) {
     bytes_used_ = used;
     stats_dirty_ = true;

@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "alloc/chunk_map.h"
@@ -91,6 +92,25 @@ class Engine : public TreeContext {
   uint64_t transid() const override { return transid_; }
   Result<uint64_t> alloc_tree_block(uint64_t owner, uint8_t level) override;
   void free_tree_block(const Node& n) override;
+  Result<uint64_t> tree_block_refs(const Node& n) override;
+  void add_tree_block_ref(uint64_t bytenr, uint8_t level) override;
+  void drop_tree_block_ref(const Node& n) override;
+  Status leaf_shared(uint64_t owner, const Node& leaf) override;
+  Status leaf_moved(uint64_t owner, const Node& leaf) override;
+  Status leaf_dropped(uint64_t tree, const Node& leaf) override;
+
+  // ---- Snapshots (docs/design.md, "Snapshots") ----
+  // Tree `dst` becomes a snapshot of fs tree `src`: it shares src's root
+  // node, O(1) whatever the tree's size. Commits first (a snapshot shares
+  // committed nodes only); the caller commits after to make it durable.
+  Status snapshot_tree(uint64_t src, uint64_t dst);
+  // Mark a tree dead: nothing reads it any more; drop_tree_steps frees
+  // what only it references, a bounded amount of work per call, and
+  // removes it when done. A crash in between resumes from the committed
+  // (smaller, exact) state.
+  Status delete_tree(uint64_t id);
+  Result<bool> drop_tree_steps(uint64_t id, size_t steps);
+  std::vector<uint64_t> dead_trees() const;
 
   BTree tree(uint64_t id);
   // Every node of the chunk tree (address, level): they are not in the
@@ -191,11 +211,16 @@ class Engine : public TreeContext {
   // A leaf item of the extent tree with one back reference: header and item.
   static constexpr uint64_t kExtentItemFootprint = 80;
 
+  // Pending changes to one tree block's METADATA_ITEM, applied at commit.
   struct DelayedRef {
-    int delta = 0;
-    uint64_t owner = 0;
+    int64_t delta = 0;   // references added minus dropped
+    int space = 0;       // +1 allocated, -1 freed (bytes_used moved by a node)
+    uint64_t owner = 0;  // the allocating tree (the TREE_BLOCK_REF of a new item)
     uint8_t level = 0;
+    bool fresh = false;  // allocated in this transaction: no item yet
   };
+  // Is `tree` an fs tree whose leaves hold file extent items?
+  bool holds_file_data(uint64_t tree) const;
 
   std::mutex mu_;
   std::shared_ptr<BlockDevice> dev_;
@@ -206,6 +231,7 @@ class Engine : public TreeContext {
   NodeStore store_;
   std::map<uint64_t, RootRef> roots_;
   std::map<uint64_t, DelayedRef> delayed_refs_;
+  std::set<uint64_t> removed_roots_;  // trees dropped: their ROOT_ITEMs go at the next commit
   uint64_t transid_ = 0;
   uint64_t bytes_used_ = 0;
   uint64_t extent_items_ = 0;  // EXTENT_ITEMs and METADATA_ITEMs (an estimate's input)
