@@ -15,17 +15,19 @@
 #include <cstdint>
 
 #include "cache/file_cache.h"
+#include "format/constants.h"
 #include "format/items.h"
 
 namespace cairn {
 
 struct FileState {
-  explicit FileState(uint64_t n) : ino(n) {}
+  explicit FileState(uint64_t n, uint64_t tree = kFsTreeId) : ino(n), root(tree) {}
   FileState(const FileState&) = delete;
   FileState& operator=(const FileState&) = delete;
   virtual ~FileState() = default;
 
-  const uint64_t ino;
+  const uint64_t ino;   // in its tree
+  const uint64_t root;  // the fs tree (subvolume) holding it
   InodeItem item;      // the INODE_ITEM as the next commit will write it
   bool dirty = false;  // `item` differs from the tree
   // The size the tree may record: data up to here is on disk (ordered

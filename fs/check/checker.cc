@@ -36,8 +36,10 @@ std::string tree_name(uint64_t id) {
 }
 
 struct TreeBlockSeen {
-  uint64_t owner;
+  uint64_t owner;     // the node's owner (walk), the TREE_BLOCK_REF root (extent tree)
   uint8_t level;
+  uint64_t refs = 1;  // pointers found to it (walk), its count (extent tree)
+  std::vector<uint64_t> trees{};  // fs trees that walked it (shared blocks: once each)
 };
 
 struct InodeSeen {
@@ -159,6 +161,8 @@ class Checker {
         report_.problems.back().warning = true;
         continue;
       }
+      // A dead tree is half dropped by design: its names point anywhere.
+      if (auto r = roots_.find(tree); r != roots_.end() && (r->second.flags & kRootFlagDead)) continue;
       check_namespace(tree, st);
       check_xattr_chunks(tree, st);
     }
@@ -242,7 +246,8 @@ class Checker {
     NodeExpectation e;
     e.bytenr = bytenr;
     e.level = level;
-    e.owner = tree;
+    // Where trees share blocks, a subvolume's node may be another's.
+    e.owner = shares_blocks(tree) ? 0 : tree;
     e.generation = gen;
     e.max_generation = sb_.generation;
     std::optional<Node> good;
@@ -262,21 +267,45 @@ class Checker {
       }
       if (!good) good = std::move(n).value();
     }
+    if (good && good->owner != tree && !is_subvolume_id(good->owner)) {
+      add("node-corrupt", tree_name(tree) + ": node " + hex(bytenr) + " is owned by " + tree_name(good->owner), tree, bytenr);
+      return std::nullopt;
+    }
     return good;
   }
 
-  void walk(uint64_t tree, uint64_t bytenr, int level, uint64_t gen, const Key& lo, std::optional<Key> hi, bool is_root) {
+  bool shares_blocks(uint64_t tree) const { return (sb_.incompat_flags & kIncompatSharedTrees) && is_subvolume_id(tree); }
+
+  // `account`: the first visit of the node, which counts its references,
+  // space and checksums; a shared node reached again from another tree is
+  // walked again for that tree's namespace only.
+  void walk(uint64_t tree, uint64_t bytenr, int level, uint64_t gen, const Key& lo, std::optional<Key> hi, bool is_root,
+            bool account = true) {
     if (is_root) report_.stats.trees++;
     if (auto it = blocks_.find(bytenr); it != blocks_.end()) {
-      add("node-shared", tree_name(tree) + ": node " + hex(bytenr) + " is referenced twice", tree, bytenr);
-      return;
+      TreeBlockSeen& seen = it->second;
+      if (!shares_blocks(tree)) {
+        add("node-shared", tree_name(tree) + ": node " + hex(bytenr) + " is referenced twice", tree, bytenr);
+        return;
+      }
+      if (account) seen.refs++;
+      // Once per tree: a node two parents of one tree point at is counted
+      // (the extent tree's count shows the lie), not walked twice.
+      if (std::find(seen.trees.begin(), seen.trees.end(), tree) != seen.trees.end()) return;
+      seen.trees.push_back(tree);
+      account = false;
+    } else if (!account) {
+      return;  // below a shared node the first walk found everything
+    } else {
+      blocks_[bytenr] = TreeBlockSeen{tree, uint8_t(level), 1, {tree}};
     }
-    blocks_[bytenr] = TreeBlockSeen{tree, uint8_t(level)};
     auto n = read_node(tree, bytenr, level, gen);
     if (!n) {
       unreadable_trees_.insert(tree);
       return;
     }
+    if (!account) return walk_again(tree, *n, hi);
+    blocks_[bytenr].owner = n->owner;
     report_.stats.nodes++;
     if (!is_root && n->keys.empty()) add("node-empty", tree_name(tree) + ": node " + hex(bytenr) + " is empty", tree, bytenr);
     if (!n->keys.empty()) {
@@ -294,7 +323,7 @@ class Checker {
       for (const std::string& v : check_leaf(*n, tc, SIZE_MAX)) add("item-corrupt", tree_name(tree) + ": " + v, tree, bytenr);
       for (size_t i = 0; i < n->keys.size(); i++) {
         report_.stats.items++;
-        check_item(tree, bytenr, n->keys[i], n->items[i]);
+        check_item(tree, *n, n->keys[i], n->items[i]);
       }
       return;
     }
@@ -304,7 +333,23 @@ class Checker {
     }
   }
 
-  void check_item(uint64_t tree, uint64_t node, const Key& k, const Bytes& d) {
+  // A shared node seen before from another tree: its items once more for
+  // this tree's namespace (nothing is counted twice), its children walked
+  // the same way.
+  void walk_again(uint64_t tree, const Node& n, std::optional<Key> hi) {
+    if (n.is_leaf()) {
+      if (auto r = roots_.find(tree); r != roots_.end() && (r->second.flags & kRootFlagKeyValue)) return;
+      for (size_t i = 0; i < n.keys.size(); i++) check_fs_item(tree, n.owner, n.keys[i], n.items[i], false);
+      return;
+    }
+    for (size_t i = 0; i < n.keys.size(); i++) {
+      std::optional<Key> child_hi = i + 1 < n.keys.size() ? std::optional<Key>(n.keys[i + 1]) : hi;
+      walk(tree, n.ptrs[i], n.level - 1, n.ptr_gens[i], n.keys[i], child_hi, false, false);
+    }
+  }
+
+  void check_item(uint64_t tree, const Node& leaf, const Key& k, const Bytes& d) {
+    const uint64_t node = leaf.bytenr;
     auto bad = [&](const Status& st) {
       add("item-corrupt", tree_name(tree) + ": item " + k.to_string() + " in node " + hex(node) + ": " + st.message(), tree, node, &k);
     };
@@ -329,11 +374,14 @@ class Checker {
       auto ei = ExtentItem::decode(d);
       if (!ei.ok()) return;
       if (k.type == kMetadataItem) {
-        if (ei->flags != kExtentFlagTreeBlock || ei->refs != 1 || ei->backrefs.size() != 1 ||
-            ei->backrefs[0].type != kTreeBlockRef)
+        // Shared tree blocks (snapshots) count their parents; one back
+        // reference names the tree that allocated the block either way.
+        const bool shared_ok = sb_.incompat_flags & kIncompatSharedTrees;
+        if (ei->flags != kExtentFlagTreeBlock || ei->refs == 0 || (ei->refs != 1 && !shared_ok) ||
+            ei->backrefs.size() != 1 || ei->backrefs[0].type != kTreeBlockRef)
           return bad(Status::Corruption("tree block item must have one tree reference"));
         if (k.offset >= kMaxLevel) return;
-        meta_items_[k.objectid] = {ei->backrefs[0].root, uint8_t(k.offset)};
+        meta_items_[k.objectid] = TreeBlockSeen{ei->backrefs[0].root, uint8_t(k.offset), ei->refs};
       } else if (k.type == kExtentItem) {
         if (ei->flags != kExtentFlagData || k.offset == 0 || k.offset % kSectorSize || k.objectid % kSectorSize) return;
         uint64_t sum = 0;
@@ -357,11 +405,14 @@ class Checker {
     } else if (auto r = roots_.find(tree); r != roots_.end() && (r->second.flags & kRootFlagKeyValue)) {
       // Opaque items: the structure checks above are all there is.
     } else {
-      check_fs_item(tree, k, d);
+      check_fs_item(tree, leaf.owner, k, d, true);
     }
   }
 
-  void check_fs_item(uint64_t tree, const Key& k, const Bytes& d) {
+  // `owner`: of the leaf holding the item (a file extent item counts
+  // under the back reference of the leaf's owner); `account`: the leaf's
+  // first visit (references and checksums are counted once per leaf).
+  void check_fs_item(uint64_t tree, uint64_t owner, const Key& k, const Bytes& d, bool account) {
     FsTreeState& fs = fs_trees_[tree];
     if (k.type != kOrphanItem && k.type != kInodeItem && (fs.item_owners.empty() || fs.item_owners.back() != k.objectid))
       fs.item_owners.push_back(k.objectid);
@@ -414,7 +465,8 @@ class Checker {
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
           // An inode's items follow its inode item in key order.
           if (!fs.inodes.empty() && fs.inodes.back().first == k.objectid) fs.inodes.back().second.referenced += fe->num_bytes;
-          file_refs_.push_back({fe->disk_bytenr, fe->disk_num_bytes, DataRefKey{tree, k.objectid, k.offset - fe->offset}});
+          if (!account) break;
+          file_refs_.push_back({fe->disk_bytenr, fe->disk_num_bytes, DataRefKey{owner, k.objectid, k.offset - fe->offset}});
           // Written data must be checksummed, sector by sector.
           if (fe->type == kFileExtentRegular)
             csum_needed_.push_back({fe->disk_bytenr + fe->offset / kSectorSize * kSectorSize,
@@ -451,6 +503,9 @@ class Checker {
         add("extent-backref", "extent tree records node " + hex(b) + " as " + tree_name(it->second.owner) + " level " +
                                   std::to_string(it->second.level) + ", found in " + tree_name(seen.owner) + " level " +
                                   std::to_string(seen.level), kExtentTreeId, b);
+      } else if (it->second.refs != seen.refs && unreadable_trees_.empty()) {
+        add("extent-refs", "tree block " + hex(b) + ": reference count " + std::to_string(it->second.refs) + ", found " +
+                               std::to_string(seen.refs) + " pointers to it", kExtentTreeId, b);
       }
     }
     // Below an unreadable node, nothing was walked: the leaks and missing

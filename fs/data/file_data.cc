@@ -28,8 +28,9 @@ static Status seek_extents(Cursor& c, uint64_t ino, uint64_t start) {
   return Status::Ok();
 }
 
-Status FileData::map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out) {
-  BTree fs = e_.tree(kFsTreeId);
+Status FileData::map_locked(const FileState& in, uint64_t start, uint64_t end, std::vector<Piece>* out) {
+  const uint64_t ino = in.ino;
+  BTree fs = e_.tree(in.root);
   Cursor c = fs.cursor();
   RETURN_IF_ERROR(seek_extents(c, ino, start));
   for (; c.valid(); c.advance()) {
@@ -161,7 +162,7 @@ Result<size_t> FileData::read_span_once(FileState& in, uint64_t off, size_t len,
     len = size_t(std::min<uint64_t>(len, size - off));
     for (auto it = in.cache.pages.lower_bound(off / kBlock); it != in.cache.pages.end() && it->first * kBlock < off + len; ++it)
       cached.push_back({it->first, it->second.page});
-    RETURN_IF_ERROR(map_locked(in.ino, down(off), up(off + len), &pieces));
+    RETURN_IF_ERROR(map_locked(in, down(off), up(off + len), &pieces));
     sums.resize(pieces.size());
     for (size_t i = 0; i < pieces.size(); i++)
       if (pieces[i].disk)
@@ -210,7 +211,7 @@ Result<size_t> FileData::read(FileState& in, uint64_t off, size_t len, char* out
 }
 
 Status FileData::drop_extents_locked(FileState& in, uint64_t start, uint64_t end) {
-  BTree fs = e_.tree(kFsTreeId);
+  BTree fs = e_.tree(in.root);
   for (;;) {
     Cursor c = fs.cursor();
     RETURN_IF_ERROR(seek_extents(c, in.ino, start));
@@ -239,7 +240,7 @@ Status FileData::drop_extents_locked(FileState& in, uint64_t start, uint64_t end
         right.offset = fe.offset + (end - kofs);
         right.num_bytes = iend - end;
         RETURN_IF_ERROR(fs.insert(ed_key(in.ino, end), right.encode()));
-        if (counted) RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, ref_base));
+        if (counted) RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, in.root, in.ino, ref_base));
         if (counted) in.item.nbytes -= end - start;
       } else if (counted) {
         in.item.nbytes -= iend - start;
@@ -254,7 +255,7 @@ Status FileData::drop_extents_locked(FileState& in, uint64_t start, uint64_t end
         if (counted) in.item.nbytes -= end - kofs;
       } else {
         if (counted) {
-          RETURN_IF_ERROR(e_.drop_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, ref_base));
+          RETURN_IF_ERROR(e_.drop_data_ref(fe.disk_bytenr, fe.disk_num_bytes, in.root, in.ino, ref_base));
           in.item.nbytes -= fe.num_bytes;
         }
       }
@@ -299,7 +300,7 @@ Result<uint64_t> FileData::clone_batch_locked(FileState& src, uint64_t src_off, 
   std::vector<std::pair<Key, FileExtent>> items;
   uint64_t reached = src_end;
   {
-    BTree fs = e_.tree(kFsTreeId);
+    BTree fs = e_.tree(src.root);
     Cursor c = fs.cursor();
     RETURN_IF_ERROR(seek_extents(c, src.ino, src_off));
     for (; c.valid(); c.advance()) {
@@ -319,7 +320,7 @@ Result<uint64_t> FileData::clone_batch_locked(FileState& src, uint64_t src_off, 
   }
   const uint64_t len = reached - src_off;
   if (len == 0) return reached;
-  RETURN_IF_ERROR(check_backref_room_locked(dst.ino, items, src_off, dst_off));
+  RETURN_IF_ERROR(check_backref_room_locked(dst, items, src_off, dst_off));
   Status st = [&]() -> Status {
     RETURN_IF_ERROR(drop_extents_locked(dst, dst_off, dst_off + len));
     for (auto& [k, fe] : items) {
@@ -330,8 +331,8 @@ Result<uint64_t> FileData::clone_batch_locked(FileState& src, uint64_t src_off, 
       piece.num_bytes = e - s;
       const uint64_t at = dst_off + (s - src_off);
       if (fe.disk_bytenr == 0) continue;  // an explicit hole: the dropped range is one already
-      RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(dst.ino, at), piece.encode()));
-      RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, dst.ino, ref_base(at, piece)));
+      RETURN_IF_ERROR(e_.tree(dst.root).insert(ed_key(dst.ino, at), piece.encode()));
+      RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, dst.root, dst.ino, ref_base(at, piece)));
       dst.item.nbytes += piece.num_bytes;
     }
     return Status::Ok();
@@ -344,7 +345,7 @@ Result<uint64_t> FileData::clone_batch_locked(FileState& src, uint64_t src_off, 
   return reached;
 }
 
-Status FileData::check_backref_room_locked(uint64_t dst_ino, const std::vector<std::pair<Key, FileExtent>>& items,
+Status FileData::check_backref_room_locked(const FileState& dst, const std::vector<std::pair<Key, FileExtent>>& items,
                                            uint64_t src_off, uint64_t dst_off) {
   // New back references per extent (several items of one extent may share one).
   std::map<std::pair<uint64_t, uint64_t>, std::set<uint64_t>> bases;
@@ -360,7 +361,7 @@ Status FileData::check_backref_room_locked(uint64_t dst_ino, const std::vector<s
     size_t added = 0;
     for (uint64_t base : want) {
       const bool exists = std::any_of(ei.backrefs.begin(), ei.backrefs.end(), [&](const ExtentBackref& r) {
-        return r.type == kExtentDataRef && r.root == kFsTreeId && r.objectid == dst_ino && r.offset == base;
+        return r.type == kExtentDataRef && r.root == dst.root && r.objectid == dst.ino && r.offset == base;
       });
       if (!exists) added++;
     }
@@ -460,7 +461,7 @@ Status FileData::truncate(FileState& in, uint64_t new_size) {
       std::vector<Piece> pieces;
       {
         std::lock_guard lk(e_.mutex());
-        RETURN_IF_ERROR(map_locked(in.ino, down(new_size), up(new_size), &pieces));
+        RETURN_IF_ERROR(map_locked(in, down(new_size), up(new_size), &pieces));
       }
       bool has_data = false;
       for (auto& p : pieces) has_data |= p.disk != 0;
@@ -487,7 +488,7 @@ Status FileData::preallocate(FileState& in, uint64_t off, uint64_t len, bool kee
   std::lock_guard lk(e_.mutex());
   RETURN_IF_ERROR(reserve_metadata_locked(16));
   std::vector<Piece> pieces;
-  RETURN_IF_ERROR(map_locked(in.ino, start, end, &pieces));
+  RETURN_IF_ERROR(map_locked(in, start, end, &pieces));
   // Holes are the gaps between mapped pieces (prealloc pieces count as mapped).
   std::vector<std::pair<uint64_t, uint64_t>> holes;
   uint64_t pos = start;
@@ -539,7 +540,7 @@ Status FileData::punch_hole(FileState& in, uint64_t off, uint64_t len) {
     std::vector<Piece> pieces;
     {
       std::lock_guard lk(e_.mutex());
-      RETURN_IF_ERROR(map_locked(in.ino, bstart, bstart + kBlock, &pieces));
+      RETURN_IF_ERROR(map_locked(in, bstart, bstart + kBlock, &pieces));
     }
     bool has_data = false;
     for (auto& p : pieces) has_data |= p.disk != 0;
@@ -582,7 +583,7 @@ Result<uint64_t> FileData::seek(FileState& in, uint64_t off, int whence) {
   const uint64_t size = in.item.size;
   if (off >= size) return Status::Error(ENXIO, "offset beyond the end of the file");
   std::vector<Piece> pieces;
-  RETURN_IF_ERROR(map_locked(in.ino, down(off), kMaxFileOffset, &pieces));
+  RETURN_IF_ERROR(map_locked(in, down(off), kMaxFileOffset, &pieces));
   if (whence == SEEK_DATA) {
     for (auto& p : pieces)
       if (p.disk && p.file_off + p.len > off) {
@@ -609,8 +610,8 @@ Status FileData::insert_extent_locked(FileState& in, uint64_t file_off, uint64_t
   fe.disk_bytenr = disk;
   fe.disk_num_bytes = len;
   fe.num_bytes = len;
-  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), fe.encode()));
-  RETURN_IF_ERROR(e_.add_data_extent(disk, len, kFsTreeId, in.ino, file_off));
+  RETURN_IF_ERROR(e_.tree(in.root).insert(ed_key(in.ino, file_off), fe.encode()));
+  RETURN_IF_ERROR(e_.add_data_extent(disk, len, in.root, in.ino, file_off));
   in.item.nbytes += len;
   in.dirty = true;
   return Status::Ok();
@@ -640,7 +641,7 @@ Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t
   return Status::Ok();
 }
 
-Result<bool> FileData::sole_reference_locked(uint64_t ino, const Key& k, const FileExtent& fe) {
+Result<bool> FileData::sole_reference_locked(const FileState& in, const Key& k, const FileExtent& fe) {
   // Every back reference is (fs tree, this inode, the file offset the
   // extent starts at). Then disk byte D + x belongs to file offset base + x
   // alone, and writing it changes no other file or range (a reflink or a
@@ -649,13 +650,14 @@ Result<bool> FileData::sole_reference_locked(uint64_t ino, const Key& k, const F
   ASSIGN_OR_RETURN(Bytes raw, e_.tree(kExtentTreeId).lookup(Key{fe.disk_bytenr, kExtentItem, fe.disk_num_bytes}));
   ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
   for (const auto& r : ei.backrefs)
-    if (r.type != kExtentDataRef || r.root != kFsTreeId || r.objectid != ino || r.offset != base) return false;
+    if (r.type != kExtentDataRef || r.root != in.root || r.objectid != in.ino || r.offset != base) return false;
   return true;
 }
 
-Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out) {
+Status FileData::block_space_locked(const FileState& in, uint64_t first, uint64_t last, std::vector<BlockSpace>* out) {
+  const uint64_t ino = in.ino;
   out->assign(last - first + 1, BlockSpace::kHole);
-  BTree fs = e_.tree(kFsTreeId);
+  BTree fs = e_.tree(in.root);
   Cursor c = fs.cursor();
   RETURN_IF_ERROR(seek_extents(c, ino, first * kBlock));
   for (; c.valid(); c.advance()) {
@@ -668,7 +670,7 @@ Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last,
     // counts it).
     BlockSpace s = BlockSpace::kWritten;
     if (fe.type == kFileExtentPrealloc) {
-      ASSIGN_OR_RETURN(bool sole, sole_reference_locked(ino, k, fe));
+      ASSIGN_OR_RETURN(bool sole, sole_reference_locked(in, k, fe));
       if (sole) s = BlockSpace::kUnwritten;
     }
     const uint64_t b0 = std::max(first, k.offset / kBlock), b1 = std::min(last + 1, (k.offset + fe.num_bytes) / kBlock);
@@ -677,8 +679,9 @@ Status FileData::block_space_locked(uint64_t ino, uint64_t first, uint64_t last,
   return c.status();
 }
 
-Result<std::optional<std::pair<Key, FileExtent>>> FileData::extent_at_locked(uint64_t ino, uint64_t off) {
-  BTree fs = e_.tree(kFsTreeId);
+Result<std::optional<std::pair<Key, FileExtent>>> FileData::extent_at_locked(const FileState& in, uint64_t off) {
+  const uint64_t ino = in.ino;
+  BTree fs = e_.tree(in.root);
   Cursor c = fs.cursor();
   RETURN_IF_ERROR(seek_extents(c, ino, off));
   for (; c.valid(); c.advance()) {
@@ -695,10 +698,10 @@ Result<std::optional<std::pair<Key, FileExtent>>> FileData::extent_at_locked(uin
 Result<std::optional<std::pair<uint64_t, uint64_t>>> FileData::unwritten_target_locked(FileState& in, uint64_t file_off,
                                                                                         uint64_t len) {
   using Target = std::optional<std::pair<uint64_t, uint64_t>>;
-  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in.ino, file_off));
+  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in, file_off));
   if (!hit || hit->second.type != kFileExtentPrealloc || hit->second.disk_bytenr == 0) return Target();
   const auto& [k, fe] = *hit;
-  ASSIGN_OR_RETURN(bool sole, sole_reference_locked(in.ino, k, fe));
+  ASSIGN_OR_RETURN(bool sole, sole_reference_locked(in, k, fe));
   if (!sole) return Target();
   const uint64_t covered = std::min(len, k.offset + fe.num_bytes - file_off);
   return Target(std::pair{fe.disk_bytenr + fe.offset + (file_off - k.offset), covered});
@@ -709,7 +712,7 @@ Status FileData::record_unwritten_locked(FileState& in, uint64_t file_off, uint6
   // The range is still preallocated: truncate, punch and fallocate wait for
   // every ordered extent of the file, and other ordered extents of the file
   // cover other ranges.
-  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in.ino, file_off));
+  ASSIGN_OR_RETURN(auto hit, extent_at_locked(in, file_off));
   if (!hit || hit->second.type != kFileExtentPrealloc ||
       hit->second.disk_bytenr + hit->second.offset + (file_off - hit->first.offset) != disk ||
       file_off + len > hit->first.offset + hit->second.num_bytes)
@@ -719,14 +722,14 @@ Status FileData::record_unwritten_locked(FileState& in, uint64_t file_off, uint6
   const uint64_t base = k.offset - fe.offset;
   // The written piece's reference first, so dropping the preallocated
   // piece never takes the disk extent's count to zero (which would free it).
-  RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, kFsTreeId, in.ino, base));
+  RETURN_IF_ERROR(e_.add_data_ref(fe.disk_bytenr, fe.disk_num_bytes, in.root, in.ino, base));
   RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
   FileExtent w = fe;
   w.type = kFileExtentRegular;
   w.generation = e_.transid();
   w.offset = fe.offset + (file_off - k.offset);
   w.num_bytes = len;
-  RETURN_IF_ERROR(e_.tree(kFsTreeId).insert(ed_key(in.ino, file_off), w.encode()));
+  RETURN_IF_ERROR(e_.tree(in.root).insert(ed_key(in.ino, file_off), w.encode()));
   in.item.nbytes += len;  // drop_extents_locked took the preallocated piece's bytes off
   RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
   in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
@@ -744,12 +747,12 @@ Status FileData::set_inline_locked(FileState& in, const std::string& data) {
   fe.ram_bytes = data.size();
   fe.inline_data.assign(data.begin(), data.end());
   Bytes enc = fe.encode();
-  if (enc.size() > e_.tree(kFsTreeId).max_item_size()) return Status::Error(ENAMETOOLONG, "symlink target too long");
-  return e_.tree(kFsTreeId).upsert(ed_key(in.ino, 0), enc);
+  if (enc.size() > e_.tree(in.root).max_item_size()) return Status::Error(ENAMETOOLONG, "symlink target too long");
+  return e_.tree(in.root).upsert(ed_key(in.ino, 0), enc);
 }
 
-Result<std::string> FileData::get_inline_locked(uint64_t ino) {
-  ASSIGN_OR_RETURN(Bytes b, e_.tree(kFsTreeId).lookup(ed_key(ino, 0)));
+Result<std::string> FileData::get_inline_locked(const FileState& in) {
+  ASSIGN_OR_RETURN(Bytes b, e_.tree(in.root).lookup(ed_key(in.ino, 0)));
   ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(b));
   if (fe.type != kFileExtentInline) return Status::Corruption("symlink without an inline target");
   return std::string(fe.inline_data.begin(), fe.inline_data.end());

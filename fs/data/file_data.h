@@ -68,7 +68,7 @@ class FileData {
   // Engine mutex held: what holds blocks first..last of `in` on disk now
   // (preallocated space counts as kUnwritten only where this file range is
   // its sole reference: shared, it is written by copy-on-write).
-  Status block_space_locked(uint64_t ino, uint64_t first, uint64_t last, std::vector<BlockSpace>* out);
+  Status block_space_locked(const FileState& in, uint64_t first, uint64_t last, std::vector<BlockSpace>* out);
   // Engine mutex held: where [file_off, file_off + len) of `in` may be
   // written in place, if it starts in preallocated (unwritten) space that
   // no other file or file range references: the disk address of file_off
@@ -94,7 +94,7 @@ class FileData {
   Status drop_all_locked(FileState& in);
   // Engine mutex held: symlink targets live in an inline extent at offset 0.
   Status set_inline_locked(FileState& in, const std::string& data);
-  Result<std::string> get_inline_locked(uint64_t ino);
+  Result<std::string> get_inline_locked(const FileState& in);
 
   DataStats& stats() { return stats_; }
   // Commit the running transaction (engine mutex held): space pinned by
@@ -107,12 +107,12 @@ class FileData {
     uint64_t file_off, len;
     uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
   };
-  Status map_locked(uint64_t ino, uint64_t start, uint64_t end, std::vector<Piece>* out);
+  Status map_locked(const FileState& in, uint64_t start, uint64_t end, std::vector<Piece>* out);
   // Is (k, fe), a file extent item of `ino`, the only user of its disk
   // extent's bytes (every back reference this inode at this place)?
-  Result<bool> sole_reference_locked(uint64_t ino, const Key& k, const FileExtent& fe);
+  Result<bool> sole_reference_locked(const FileState& in, const Key& k, const FileExtent& fe);
   // The file extent item of `ino` covering file offset `off`, if any.
-  Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(uint64_t ino, uint64_t off);
+  Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(const FileState& in, uint64_t off);
   Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
   // One batch of clone_range: at most kCloneBatch items of `src`, from
   // src_off up to src_end; returns the source offset it reached.
@@ -120,7 +120,7 @@ class FileData {
                                       uint64_t dst_off);
   // Would every extent the pieces refer to take one more back reference
   // (root, dst ino, its base), if it is a new one?
-  Status check_backref_room_locked(uint64_t dst_ino, const std::vector<std::pair<Key, FileExtent>>& pieces,
+  Status check_backref_room_locked(const FileState& dst, const std::vector<std::pair<Key, FileExtent>>& pieces,
                                    uint64_t src_off, uint64_t dst_off);
   // A new file extent item over a new disk extent, its extent item, and nbytes.
   Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);

@@ -114,7 +114,7 @@ Result<size_t> Writeback::write(const std::shared_ptr<FileState>& in, uint64_t o
   {
     std::lock_guard lk(e_.mutex());
     if (!all_dirty) {
-      RETURN_IF_ERROR(data_.block_space_locked(in->ino, first, last, &space));
+      RETURN_IF_ERROR(data_.block_space_locked(*in, first, last, &space));
       for (BlockSpace s : space) worst += s == BlockSpace::kUnwritten ? 0 : kPageSize;
     }
     auto have = [&] { return e_.allocator().data_available() + e_.allocator().pinned_data_bytes(); };

@@ -203,7 +203,7 @@ Result<std::string> Filesystem::readlink(uint64_t ino) {
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
   if (!in->is_lnk()) return Status::Invalid("not a symbolic link");
-  return data_->get_inline_locked(ino);
+  return data_->get_inline_locked(*in);
 }
 
 void Filesystem::forget(uint64_t ino, uint64_t nlookup) {
