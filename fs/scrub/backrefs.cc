@@ -58,6 +58,16 @@ Result<std::vector<FileRange>> files_using(Engine& e, uint64_t ext_bytenr, uint6
   std::set<std::pair<uint64_t, uint64_t>> inodes;  // (root, ino): several refs of one file scan it once
   for (const auto& br : ei.backrefs)
     if (br.type == kExtentDataRef) inodes.insert({br.root, br.objectid});
+  // A back reference names the fs tree that owns the leaf holding the file
+  // extent item; snapshots sharing that leaf hold the same file at the same
+  // inode number. Every other live fs tree is asked for those inodes (the
+  // scan below keeps only items that point at this extent).
+  std::set<uint64_t> candidates;
+  for (auto& [root, ino] : inodes) candidates.insert(ino);
+  for (uint64_t id : e.tree_ids()) {
+    if (!is_subvolume_id(id) || (e.root_ref(id).flags & (kRootFlagDead | kRootFlagKeyValue))) continue;
+    for (uint64_t ino : candidates) inodes.insert({id, ino});
+  }
   std::vector<FileRange> out;
   const uint64_t rel_lo = logical - ext_bytenr, rel_hi = rel_lo + len;
   for (auto [root, ino] : inodes) {

@@ -21,6 +21,8 @@
 
 #include "check/checker.h"
 #include "data/file_data.h"
+#include "io/io_engine.h"
+#include "scrub/scrubber.h"
 #include "engine_model.h"
 #include "test_helpers.h"
 #include "vfs/filesystem.h"
@@ -267,6 +269,43 @@ TEST_CASE("A snapshot of the fs tree: the original changes, the snapshot does no
       REQUIRE(r.value() == bytes.size());
       REQUIRE(std::memcmp(out.data(), bytes.data(), bytes.size()) == 0);
     }
+  }
+
+  // Damage in a block both trees read (f2 was not changed): scrub names
+  // the file in the original and in the snapshot.
+  {
+    auto dev = img.open_device(false);
+    uint64_t logical = 0;
+    {
+      auto e = open_engine(dev, true);
+      std::lock_guard lk(e->mutex());
+      auto raw = e->tree(kFsTreeId).lookup(Key{inos["f2"], kExtentData, 0});
+      REQUIRE(raw.ok());
+      auto fe = FileExtent::decode(raw.value());
+      REQUIRE(fe.ok());
+      logical = fe->disk_bytenr + fe->offset;
+      auto phys = e->chunk_map().map(logical, kSectorSize);
+      REQUIRE(phys.ok());
+      std::vector<uint8_t> junk(kSectorSize, 0x5a);
+      REQUIRE(dev->write((*phys)[0], junk.data(), junk.size()).ok());
+    }
+    auto e = open_engine(dev, true);
+    auto io = IoEngine::open(img.path, true, IoEngineOptions{});
+    REQUIRE(io.ok());
+    ScrubOptions so;
+    so.repair = false;
+    Scrubber s(*e, *io.value(), so);
+    REQUIRE(s.run_all().ok());
+    std::set<uint64_t> trees_named;
+    for (const auto& err : s.errors())
+      for (const auto& f : err.files)
+        if (f.ino == inos["f2"] && !f.paths.empty() && f.paths[0] == "/f2") trees_named.insert(f.root);
+    CHECK(trees_named == std::set<uint64_t>{kFsTreeId, 256});
+    // Put the block back for what follows.
+    std::lock_guard lk(e->mutex());
+    auto phys = e->chunk_map().map(logical, kSectorSize);
+    REQUIRE(phys.ok());
+    REQUIRE(dev->write((*phys)[0], before["f2"].data(), kSectorSize).ok());
   }
 
   // Deleting the snapshot gives back what only it held: the old blocks of
