@@ -59,6 +59,8 @@ enum ItemType : uint8_t {
   kExtentData = 108,
   kExtentCsum = 128,
   kRootItem = 132,
+  kRootBackref = 144,
+  kRootRef = 156,
   kExtentItem = 168,
   kMetadataItem = 169,
   kTreeBlockRef = 176,

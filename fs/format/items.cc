@@ -44,6 +44,26 @@ Result<RootItem> RootItem::decode(const Bytes& b) {
   return r;
 }
 
+Bytes RootRefItem::encode() const {
+  Bytes b(kHeaderSize + name.size());
+  put_le64(&b[0], dirid);
+  put_le64(&b[8], sequence);
+  put_le16(&b[16], uint16_t(name.size()));
+  std::memcpy(&b[kHeaderSize], name.data(), name.size());
+  return b;
+}
+
+Result<RootRefItem> RootRefItem::decode(const Bytes& b) {
+  if (b.size() < kHeaderSize) return bad("root ref", b.size());
+  RootRefItem r;
+  r.dirid = get_le64(&b[0]);
+  r.sequence = get_le64(&b[8]);
+  const size_t len = get_le16(&b[16]);
+  if (b.size() != kHeaderSize + len || len == 0 || len > 255) return bad("root ref", b.size());
+  r.name.assign(reinterpret_cast<const char*>(&b[kHeaderSize]), len);
+  return r;
+}
+
 Bytes InodeItem::encode() const {
   Bytes b(kSize, 0);
   uint8_t* p = b.data();

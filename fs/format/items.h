@@ -44,6 +44,20 @@ constexpr uint64_t kRootFlagKeyValue = 1;
 // A deleted tree being dropped (in the background, across commits): its
 // nodes and data references go as the drop proceeds; nothing else reads it.
 constexpr uint64_t kRootFlagDead = 2;
+// A read-only subvolume (snapshot -r): nothing in it changes.
+constexpr uint64_t kRootFlagReadOnly = 4;
+
+// ROOT_REF (root tree, key (parent tree, 156, subvolume)) and ROOT_BACKREF
+// (key (subvolume, 144, parent tree)): the directory entry that names a
+// subvolume inside its parent subvolume. Same payload in both.
+struct RootRefItem {
+  static constexpr size_t kHeaderSize = 18;
+  uint64_t dirid = 0;     // the directory (in the parent tree) holding the entry
+  uint64_t sequence = 0;  // the entry's DIR_INDEX
+  std::string name;
+  Bytes encode() const;
+  static Result<RootRefItem> decode(const Bytes& b);
+};
 
 // INODE_ITEM (fs tree, key (ino, 1, 0)).
 struct InodeItem {

@@ -54,6 +54,17 @@ void check_root_tree_item(Report& r, const TreeCheckContext& c, const Key& k, co
       if (!d.ok()) r.bad(d.status().message());
       return;
     }
+    case kRootRef:
+    case kRootBackref: {
+      const uint64_t sub = k.type == kRootRef ? k.offset : k.objectid, parent = k.type == kRootRef ? k.objectid : k.offset;
+      if (sub < kFirstSubvolumeId || !is_subvolume_id(parent) || sub == parent)
+        return r.bad("ROOT_REF/ROOT_BACKREF between trees that are not subvolumes");
+      auto rr = RootRefItem::decode(b);
+      if (!rr.ok()) return r.bad(rr.status().message());
+      if (!valid_entry_name(rr->name, false) || rr->dirid < kFirstInode || rr->sequence < 2)
+        return r.bad("ROOT_REF/ROOT_BACKREF with a bad name, directory or index");
+      return;
+    }
     case kScrubProgress: {
       if (k.objectid != kScrubObjectId || k.offset != 0) return r.bad("SCRUB_PROGRESS key must be (1, 248, 0)");
       auto p = ScrubProgress::decode(b);
@@ -103,8 +114,11 @@ void check_entries(Report& r, const Key& k, const Bytes& b) {
       if (e.type == kXattrSpilled && e.data.size() != 4) return r.bad("spilled xattr entry without its 4-byte length");
       if (e.location != Key{}) return r.bad("xattr entry with a location");
     } else {
-      if (e.location.type != kInodeItem || e.location.offset != 0 || e.location.objectid < kFirstInode ||
-          e.location.objectid >= kOrphanObjectId)
+      // An inode of this tree, or (a subvolume's entry) another tree's root.
+      const bool subvol = e.location.type == kRootItem && e.location.offset == 0 && e.location.objectid >= kFirstSubvolumeId &&
+                          e.location.objectid < kOrphanObjectId && e.type == 4 /* DT_DIR */;
+      if (!subvol && (e.location.type != kInodeItem || e.location.offset != 0 || e.location.objectid < kFirstInode ||
+                      e.location.objectid >= kOrphanObjectId))
         return r.bad("directory entry location is not an inode key");
       if (!e.data.empty()) return r.bad("directory entry with data");
       if (e.type == 0 || e.type > 14) return r.bad("directory entry file type unknown");

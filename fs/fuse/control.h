@@ -24,5 +24,18 @@ constexpr size_t kCtlBufferSize = 16000;  // the largest a restricted FUSE ioctl
 // into this file is a clone — shared blocks or an error, never a copy
 // (cairnctl clone; fuse/clone_intents.h).
 #define CAIRN_IOC_CLONE_NEXT _IOC(_IOC_READ, 0xCA, 6, cairn::kCtlBufferSize)
+// Subvolumes (cairnctl subvolume; docs/design.md, "Subvolumes"). On a
+// directory the caller may write: {"name"} makes a subvolume there;
+// {"name", "source": st_ino of a subvolume's root, "readonly"} a snapshot
+// of it (root or the source's owner); {"name"} deletes the subvolume of
+// that name (root or its owner).
+#define CAIRN_IOC_SUBVOL_CREATE _IOC(_IOC_READ | _IOC_WRITE, 0xCA, 7, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SUBVOL_SNAPSHOT _IOC(_IOC_READ | _IOC_WRITE, 0xCA, 8, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SUBVOL_DELETE _IOC(_IOC_READ | _IOC_WRITE, 0xCA, 9, cairn::kCtlBufferSize)
+// On any file or directory of the mount: every subvolume; the one holding
+// it, with its space; wait until deleted subvolumes are dropped.
+#define CAIRN_IOC_SUBVOL_LIST _IOC(_IOC_READ, 0xCA, 10, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SUBVOL_SHOW _IOC(_IOC_READ, 0xCA, 11, cairn::kCtlBufferSize)
+#define CAIRN_IOC_SUBVOL_SYNC _IOC(_IOC_READ, 0xCA, 12, cairn::kCtlBufferSize)
 
 }  // namespace cairn

@@ -20,9 +20,12 @@ namespace cairn {
 
 namespace {
 
-// FUSE calls the root 1; the fs tree calls it 256 (kFirstInode).
-uint64_t in_ino(fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? kFirstInode : ino; }
-fuse_ino_t out_ino(uint64_t ino) { return ino == kFirstInode ? FUSE_ROOT_ID : ino; }
+// FUSE calls the root 1; the daemon calls it by its mount-wide number:
+// 256 (tree 5's root directory), or a subvolume's root with -o subvol=.
+// Set once before the session runs.
+uint64_t g_root_ino = kFirstInode;
+uint64_t in_ino(fuse_ino_t ino) { return ino == FUSE_ROOT_ID ? g_root_ino : ino; }
+fuse_ino_t out_ino(uint64_t ino) { return ino == g_root_ino ? FUSE_ROOT_ID : ino; }
 
 FuseContext& ctx(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
 Filesystem& fsys(fuse_req_t req) { return *ctx(req).fs; }
@@ -511,16 +514,91 @@ void verify_file(fuse_req_t req, fuse_ino_t ino, size_t out_bufsz) {
   ScrubOptions o;
   o.repair = !fs.engine().read_only();
   Scrubber s(fs.engine(), fs.io(), o);
-  Status st = s.run_inode(kFsTreeId, in_ino(ino));
+  Status st = s.run_inode(root_of_vino(in_ino(ino)), ino_of_vino(in_ino(ino)));
   nlohmann::json j = scrub_report_json(s.progress(), s.errors(), 0, 40);
   if (!st.ok()) j["error"] = st.message();
   reply_json(req, j, out_bufsz);
+}
+
+nlohmann::json subvolume_json(const SubvolumeInfo& s) {
+  return {{"id", s.id},          {"parent", s.parent},   {"path", s.path},
+          {"readonly", s.read_only}, {"deleting", s.dead}, {"generation", s.generation}};
+}
+
+// May `c` add or remove names in the directory (write and search permission)?
+bool may_change_dir(const InodeItem& d, const Caller& c) {
+  if (c.uid == 0) return true;
+  const uint32_t bits = c.uid == d.uid ? (d.mode >> 6) : c.in_group(d.gid) ? (d.mode >> 3) : d.mode;
+  return (bits & 3) == 3;
+}
+
+// cairnctl subvolume: see control.h.
+void subvolume_ioctl(fuse_req_t req, fuse_ino_t fino, unsigned cmd, const void* in_buf, size_t in_bufsz,
+                     size_t out_bufsz) {
+  Filesystem& fs = fsys(req);
+  const uint64_t ino = in_ino(fino);
+  const Caller c = caller_of(req);
+  nlohmann::json args = nlohmann::json::object();
+  if (_IOC_DIR(cmd) & _IOC_WRITE) {
+    std::string in(static_cast<const char*>(in_buf), strnlen(static_cast<const char*>(in_buf), in_bufsz));
+    args = nlohmann::json::parse(in, nullptr, false);
+    if (args.is_discarded() || !args.is_object()) return void(fuse_reply_err(req, EINVAL));
+  }
+  if (cmd == CAIRN_IOC_SUBVOL_LIST) {
+    auto r = fs.list_subvolumes();
+    if (!r.ok()) return reply_err(req, r.status());
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& s : r.value()) all.push_back(subvolume_json(s));
+    return reply_json(req, {{"subvolumes", all}}, out_bufsz);
+  }
+  if (cmd == CAIRN_IOC_SUBVOL_SHOW) {
+    auto r = fs.subvolume_show(ino);
+    if (!r.ok()) return reply_err(req, r.status());
+    nlohmann::json j = subvolume_json(r.value());
+    j["referenced_bytes"] = r->referenced_bytes;
+    j["exclusive_bytes"] = r->exclusive_bytes;
+    j["shared_bytes"] = r->referenced_bytes - r->exclusive_bytes;
+    return reply_json(req, j, out_bufsz);
+  }
+  if (cmd == CAIRN_IOC_SUBVOL_SYNC) {
+    Status st = fs.wait_subvolumes_dropped();
+    if (!st.ok()) return reply_err(req, st);
+    return reply_json(req, {{"synced", true}}, out_bufsz);
+  }
+  const std::string name = args.value("name", std::string());
+  auto dir = fs.getattr(ino);
+  if (!dir.ok()) return reply_err(req, dir.status());
+  if (!S_ISDIR(dir->mode)) return void(fuse_reply_err(req, ENOTDIR));
+  if (!may_change_dir(dir.value(), c)) return void(fuse_reply_err(req, EACCES));
+  Result<Entry> made = Status::Ok();
+  if (cmd == CAIRN_IOC_SUBVOL_CREATE) {
+    made = fs.create_subvolume(ino, name, c);
+  } else if (cmd == CAIRN_IOC_SUBVOL_SNAPSHOT) {
+    made = fs.snapshot_subvolume(args.value("source", uint64_t(0)), ino, name, args.value("readonly", false), c);
+  } else {
+    Status st = fs.delete_subvolume(ino, name, c);
+    if (!st.ok()) return reply_err(req, st);
+    // The kernel's dentry (and everything below it) goes.
+    if (ctx(req).se) fuse_lowlevel_notify_inval_entry(ctx(req).se, fino, name.c_str(), name.size());
+    invalidate_attrs(req, ino);
+    return reply_json(req, {{"deleted", name}}, out_bufsz);
+  }
+  if (!made.ok()) return reply_err(req, made.status());
+  // The lookup reference the call took is not the kernel's: give it back.
+  fs.forget(made->ino, 1);
+  // A negative dentry the kernel may hold for the name is stale now.
+  if (ctx(req).se) fuse_lowlevel_notify_inval_entry(ctx(req).se, fino, name.c_str(), name.size());
+  invalidate_attrs(req, ino);
+  return reply_json(req, {{"id", root_of_vino(made->ino)}, {"ino", made->ino}}, out_bufsz);
 }
 
 void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info*, unsigned flags,
               const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOSYS));
   if (cmd == CAIRN_IOC_VERIFY) return verify_file(req, ino, out_bufsz);
+  if (cmd == CAIRN_IOC_SUBVOL_CREATE || cmd == CAIRN_IOC_SUBVOL_SNAPSHOT || cmd == CAIRN_IOC_SUBVOL_DELETE ||
+      cmd == CAIRN_IOC_SUBVOL_LIST || cmd == CAIRN_IOC_SUBVOL_SHOW || cmd == CAIRN_IOC_SUBVOL_SYNC)
+    return subvolume_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);
   if (cmd == CAIRN_IOC_CLONE_NEXT) {
     ctx(req).clone_intents.expect(fuse_req_ctx(req)->pid, in_ino(ino));
     return reply_json(req, nlohmann::json{{"clone_next", true}}, out_bufsz);
@@ -609,6 +687,8 @@ void apply_readahead(FuseContext& c) {
     std::fclose(f);
   });
 }
+
+void set_root_ino(uint64_t ino) { g_root_ino = ino; }
 
 const fuse_lowlevel_ops& cairn_fuse_ops() {
   static const fuse_lowlevel_ops ops = make_ops();

@@ -43,6 +43,8 @@ struct FuseContext {
 void apply_readahead(FuseContext& c);
 
 const fuse_lowlevel_ops& cairn_fuse_ops();
+// The mount's root directory (Filesystem::root_ino), before the session runs.
+void set_root_ino(uint64_t ino);
 
 // The kernel's cached attributes of `ino` are stale (the daemon moved atime
 // or a set-ID bit on its own): drop them, not the pages. Safe from any

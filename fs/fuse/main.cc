@@ -49,6 +49,7 @@ struct Options {
   bool dropbehind = false;
   uint64_t max_chunk_size = 0;
   bool space_cache = true;  // -o nospace_cache: read the extent tree at mount, save no cache
+  std::string subvol;       // -o subvol=PATH
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   bool posix_acl = true;         // -o acl (default) / -o noacl
   AtimePolicy atime = AtimePolicy::kRelatime;
@@ -121,6 +122,7 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       o->max_chunk_size = *v;
       return 0;
     }
+    if (a.rfind("subvol=", 0) == 0) { o->subvol = a.substr(7); return 0; }
     if (a == "space_cache") { o->space_cache = true; return 0; }
     if (a == "nospace_cache") { o->space_cache = false; return 0; }
     if (a == "acl") { o->posix_acl = true; return 0; }
@@ -198,6 +200,7 @@ void usage(const char* prog) {
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
             << "    -o nospace_cache       read the extent tree at mount instead of the free-space cache\n"
+            << "    -o subvol=PATH         mount the subvolume at PATH (from the top level) as the root\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
             << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
@@ -393,6 +396,13 @@ int main(int argc, char** argv) {
       std::cerr << "cairn: cannot mount " << abs_image << ": " << probe.status().message() << "\n";
       return 1;
     }
+    if (!o.subvol.empty()) {
+      auto root = Filesystem::resolve_subvolume(*probe.value(), o.subvol);
+      if (!root.ok()) {
+        std::cerr << "cairn: cannot mount " << abs_image << ": " << root.status().message() << "\n";
+        return 1;
+      }
+    }
   }
   MountOptions mo;
   mo.read_only = o.read_only;
@@ -405,6 +415,7 @@ int main(int argc, char** argv) {
   mo.posix_acl = o.posix_acl;
   mo.max_chunk_size = o.max_chunk_size;
   mo.space_cache = o.space_cache;
+  mo.subvol = o.subvol;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;
   mo.resident_inode_bound = o.cache_bytes / 4096;
@@ -449,6 +460,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   fctx.fs = fs.value().get();
+  set_root_ino(fctx.fs->root_ino());
   fctx.fs->set_attrs_changed_hook([&fctx](uint64_t ino) { invalidate_kernel_attrs(fctx, ino); });
   Committer committer(fctx.fs, o.commit_seconds);
   std::unique_ptr<ScrubService> scrub;

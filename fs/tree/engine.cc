@@ -235,6 +235,26 @@ std::vector<uint64_t> Engine::tree_ids() const {
   return ids;
 }
 
+Status Engine::init_root_directory(uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid) {
+  // The root directory: inode 256, its own parent ("..").
+  InodeItem root;
+  Timespec t = now_ts();
+  root.generation = transid_;
+  root.transid = transid_;
+  root.mode = mode;
+  root.uid = uid;
+  root.gid = gid;
+  root.nlink = 2;  // "." and its entry in itself as parent, as on ext4
+  root.atime = root.mtime = root.ctime = root.otime = t;
+  root.sequence = 2;  // directory indexes 0 and 1 are "." and ".."
+  BTree fs = tree(id);
+  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeItem, 0}, root.encode()));
+  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeRef, kFirstInode}, encode_inode_refs({{0, ".."}})));
+  roots_.at(id).last_objectid = kFirstInode;
+  roots_.at(id).dirty = true;
+  return Status::Ok();
+}
+
 Status Engine::create_tree(uint64_t id, uint64_t flags) {
   if (roots_.count(id)) return Status::Error(EEXIST, "tree " + std::to_string(id) + " exists");
   RootRef r = create_empty_tree(id);
@@ -731,21 +751,7 @@ Result<std::unique_ptr<Engine>> Engine::format(std::shared_ptr<BlockDevice> dev,
     e->roots_[id] = e->create_empty_tree(id);
     if (e->roots_[id].bytenr == 0) return Status::NoSpace("no space for the initial trees");
   }
-  // The root directory: inode 256, its own parent ("..").
-  InodeItem root;
-  Timespec t = now_ts();
-  root.generation = e->transid_;
-  root.transid = e->transid_;
-  root.mode = p.root_mode;
-  root.uid = p.root_uid;
-  root.gid = p.root_gid;
-  root.nlink = 2;  // "." and its entry in itself as parent, as on ext4
-  root.atime = root.mtime = root.ctime = root.otime = t;
-  root.sequence = 2;  // directory indexes 0 and 1 are "." and ".."
-  BTree fs = e->tree(kFsTreeId);
-  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeItem, 0}, root.encode()));
-  RETURN_IF_ERROR(fs.insert(Key{kFirstInode, kInodeRef, kFirstInode}, encode_inode_refs({{0, ".."}})));
-  e->roots_[kFsTreeId].last_objectid = kFirstInode;
+  RETURN_IF_ERROR(e->init_root_directory(kFsTreeId, p.root_mode, p.root_uid, p.root_gid));
   e->stats_dirty_ = true;
   RETURN_IF_ERROR(e->commit());
   return e;

@@ -121,6 +121,9 @@ class Engine : public TreeContext {
   std::vector<uint64_t> tree_ids() const;
   // A new empty tree, recorded in the root tree at the next commit.
   Status create_tree(uint64_t id, uint64_t flags);
+  // An fs tree's root directory (inode 256) in the empty tree `id`: mkfs's,
+  // and a new subvolume's.
+  Status init_root_directory(uint64_t id, uint32_t mode, uint32_t uid, uint32_t gid);
 
   // Commit the running transaction (a no-op when nothing changed, unless
   // `even_if_clean`: a read-write mount commits once at once, so that no

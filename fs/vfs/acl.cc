@@ -43,7 +43,7 @@ Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, cons
     *mode = type | (*mode & 07777 & ~c.umask);
     return Status::Ok();
   }
-  auto def = engine_->tree(kFsTreeId).lookup(Key{parent.ino, kXattrItem, name_hash("system.posix_acl_default")});
+  auto def = engine_->tree(parent.root).lookup(Key{parent.ino, kXattrItem, name_hash("system.posix_acl_default")});
   std::optional<std::vector<AclEntry>> acl;
   if (def.ok()) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(def.value()));
@@ -61,7 +61,7 @@ Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, cons
     e.transid = engine_->transid();
     e.name = name;
     e.data = value;
-    return engine_->tree(kFsTreeId).insert(Key{child.ino, kXattrItem, name_hash(name)}, encode_dir_entries({e}));
+    return engine_->tree(child.root).insert(Key{child.ino, kXattrItem, name_hash(name)}, encode_dir_entries({e}));
   };
   if (type == S_IFDIR) RETURN_IF_ERROR(store("system.posix_acl_default", encode_acl(*acl)));
   // The access ACL is the default one with its permissions limited by the mode.
@@ -99,7 +99,7 @@ Status Filesystem::chmod_acl(Inode& in) {
   // Under FUSE_POSIX_ACL the kernel leaves posix_acl_chmod() to us: the
   // access ACL's owner, mask (or group) and other entries follow the mode.
   const Key k{in.ino, kXattrItem, name_hash("system.posix_acl_access")};
-  BTree fs = engine_->tree(kFsTreeId);
+  BTree fs = engine_->tree(in.root);
   auto raw = fs.lookup(k);
   if (!raw.ok()) return raw.status().is_not_found() ? Status::Ok() : raw.status();
   ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));

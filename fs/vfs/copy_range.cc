@@ -94,10 +94,9 @@ Result<size_t> Filesystem::copy_file_range(uint64_t ino_in, uint64_t off_in, uin
   uint64_t src_size, dst_size;
   {
     std::lock_guard lk(engine_->mutex());
-    if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
-    if (engine_->aborted()) return Status::Error(EROFS, "filesystem is read-only after an error");
     ASSIGN_OR_RETURN(src, get_inode(ino_in));
     ASSIGN_OR_RETURN(dst, get_inode(ino_out));
+    RETURN_IF_ERROR(writable(*dst));
     src_size = src->item.size;
     dst_size = dst->item.size;
   }

@@ -16,6 +16,7 @@ Status Filesystem::open(uint64_t ino, bool truncate, const Caller& c) {
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
+    if (truncate && in->is_reg()) RETURN_IF_ERROR(writable(*in));
     in->open_count++;
   }
   if (truncate && in->is_reg()) {
@@ -37,7 +38,7 @@ Result<bool> Filesystem::access_at_open(uint64_t ino) {
 }
 
 bool Filesystem::touch_atime(Inode& in) {
-  if (atime_ == AtimePolicy::kNever || engine_->read_only() || engine_->aborted()) return false;
+  if (atime_ == AtimePolicy::kNever || !writable(in).ok()) return false;
   if (nodiratime_ && in.is_dir()) return false;
   const Timespec now = current_time();
   InodeItem& it = in.item;
@@ -126,8 +127,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
-    if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
-    if (engine_->aborted()) return Status::Error(EROFS, "filesystem is read-only after an error");
+    RETURN_IF_ERROR(writable(*in));
   }
   if (!in->is_reg()) return Status::Error(EINVAL, "not a regular file");
   std::shared_lock io(in->io_lock);
@@ -175,7 +175,7 @@ Status Filesystem::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len,
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
-    if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
+    RETURN_IF_ERROR(writable(*in));
   }
   if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
   if (!in->is_reg()) return Status::Error(ENODEV, "not a regular file");

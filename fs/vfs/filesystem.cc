@@ -37,7 +37,16 @@ Filesystem::Filesystem(std::unique_ptr<Engine> engine)
   });
 }
 
-Filesystem::~Filesystem() = default;
+Filesystem::~Filesystem() { stop_cleaner(); }
+
+void Filesystem::stop_cleaner() {
+  {
+    std::lock_guard lk(cleaner_mu_);
+    cleaner_stop_ = true;
+  }
+  cleaner_cv_.notify_all();
+  if (cleaner_.joinable()) cleaner_.join();
+}
 
 Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevice> dev, const MountOptions& opts) {
   EngineOptions eo;
@@ -59,7 +68,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
   fs->resident_bound_ = std::max<size_t>(opts.resident_inode_bound, 64);
   std::lock_guard lk(fs->engine_->mutex());
-  auto root = fs->get_inode(kFirstInode);
+  if (!opts.subvol.empty()) {
+    ASSIGN_OR_RETURN(fs->root_vino_, resolve_subvolume(*fs->engine_, opts.subvol));
+  }
+  auto root = fs->get_inode(fs->root_vino_);
   if (!root.ok()) return root.status().with_context("reading the root directory");
   if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
   if (!opts.read_only) {
@@ -68,13 +80,20 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
     // lost may have had the numbers and generation the next ones get, and a
     // file handle of a lost file would then open a new one (generic/076).
     RETURN_IF_ERROR(fs->engine_->commit(/*even_if_clean=*/true));
+    // Subvolumes deleted before (a crash may have cut their drop short).
+    Filesystem* self = fs.get();
+    fs->cleaner_ = std::thread([self] { self->clean_dead_subvolumes(); });
   }
   return fs;
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   if (auto it = inodes_.find(ino); it != inodes_.end()) return it->second;
-  auto raw = engine_->tree(kFsTreeId).lookup(Key{ino, kInodeItem, 0});
+  // A subvolume deleted (or never made) has no inodes any more.
+  const uint64_t tree = root_of_vino(ino);
+  if (!engine_->has_tree(tree) || (engine_->root_ref(tree).flags & (kRootFlagDead | kRootFlagKeyValue)))
+    return Status::NotFound("no inode " + std::to_string(ino));
+  auto raw = engine_->tree(tree).lookup(Key{ino_of_vino(ino), kInodeItem, 0});
   if (!raw.ok()) {
     if (raw.status().is_not_found()) return Status::NotFound("no inode " + std::to_string(ino));
     return raw.status();
@@ -114,7 +133,7 @@ Status Filesystem::write_inode_item(Inode& in) {
   // The recorded size never runs ahead of the data on disk.
   InodeItem rec = in.item;
   rec.size = std::min(in.item.size, in.disk_size);
-  RETURN_IF_ERROR(engine_->tree(kFsTreeId).update(Key{in.ino, kInodeItem, 0}, rec.encode()));
+  RETURN_IF_ERROR(engine_->tree(in.root).update(Key{in.ino, kInodeItem, 0}, rec.encode()));
   in.dirty = false;
   return Status::Ok();
 }
@@ -162,7 +181,7 @@ Result<InodeItem> Filesystem::setattr(uint64_t ino, const SetAttr& sa, const Cal
   {
     std::lock_guard lk(engine_->mutex());
     ASSIGN_OR_RETURN(in, get_inode(ino));
-    if (engine_->read_only()) return Status::Error(EROFS, "read-only filesystem");
+    RETURN_IF_ERROR(writable(*in));
   }
   if (sa.size) {
     if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
@@ -239,7 +258,7 @@ Status Filesystem::try_evict(uint64_t ino) {
     return Status::Ok();
   }
   Inode& in = *it->second;
-  if (in.nlookup > 0 || in.open_count > 0 || ino == kFirstInode) {
+  if (in.nlookup > 0 || in.open_count > 0 || ino == root_vino_) {
     unused_.erase(ino);  // referenced again; noted when the count drops
     return Status::Ok();
   }
@@ -278,7 +297,7 @@ void Filesystem::maybe_park() {
     Inode& in = *it->second;
     // The same proof as try_evict's: use_count() == 1 under the engine
     // mutex means no request, writeback list or ordered extent holds it.
-    bool idle = in.nlookup > 0 && in.open_count == 0 && in.ino != kFirstInode && !in.dirty && !in.orphan &&
+    bool idle = in.nlookup > 0 && in.open_count == 0 && in.vino() != root_vino_ && !in.dirty && !in.orphan &&
                 in.item.nlink > 0 && it->second.use_count() == 1;
     if (idle) {
       std::unique_lock ck(in.cache.mu, std::try_to_lock);
@@ -288,8 +307,8 @@ void Filesystem::maybe_park() {
       ++it;
       continue;
     }
-    parked_[in.ino] = in.nlookup;
-    unused_.erase(in.ino);
+    parked_[in.vino()] = in.nlookup;
+    unused_.erase(in.vino());
     parked_total_++;
     it = inodes_.erase(it);
   }
@@ -328,12 +347,12 @@ Status Filesystem::delete_inode(Inode& in) {
   // Ordered extents still in flight see this and give their space back;
   // dirty pages are dropped once the engine mutex is released.
   in.cache.deleted = true;
-  if (auto it = inodes_.find(in.ino); it != inodes_.end()) pending_discard_.push_back(it->second);
+  if (auto it = inodes_.find(in.vino()); it != inodes_.end()) pending_discard_.push_back(it->second);
   if (in.is_reg()) RETURN_IF_ERROR(data_->drop_all_locked(in));
-  ASSIGN_OR_RETURN(uint64_t n, engine_->tree(kFsTreeId).remove_range(Key{in.ino, 0, 0}, Key{in.ino, 0xFF, ~0ULL}));
+  ASSIGN_OR_RETURN(uint64_t n, engine_->tree(in.root).remove_range(Key{in.ino, 0, 0}, Key{in.ino, 0xFF, ~0ULL}));
   (void)n;
   if (in.orphan) {
-    Status st = engine_->tree(kFsTreeId).remove(Key{kOrphanObjectId, kOrphanItem, in.ino});
+    Status st = engine_->tree(in.root).remove(Key{kOrphanObjectId, kOrphanItem, in.ino});
     if (!st.ok() && !st.is_not_found()) return st;
     in.orphan = false;
   }
@@ -352,23 +371,28 @@ void Filesystem::discard_deleted() {
 }
 
 Status Filesystem::process_orphans() {
-  std::vector<uint64_t> orphans;
-  BTree fs = engine_->tree(kFsTreeId);
-  Cursor c = fs.cursor();
-  RETURN_IF_ERROR(c.seek(Key{kOrphanObjectId, kOrphanItem, 0}));
-  for (; c.valid() && c.key().objectid == kOrphanObjectId && c.key().type == kOrphanItem; c.advance())
-    orphans.push_back(c.key().offset);
-  RETURN_IF_ERROR(c.status());
-  for (uint64_t ino : orphans) {
-    auto in = get_inode(ino);
-    if (in.ok() && in.value()->item.nlink == 0) {
-      in.value()->orphan = true;
-      RETURN_IF_ERROR(delete_inode(*in.value()));
-      inodes_.erase(ino);
-      unused_.erase(ino);
-    } else {
-      RETURN_IF_ERROR(fs.remove(Key{kOrphanObjectId, kOrphanItem, ino}));
-      if (in.ok()) in.value()->orphan = false;
+  // Every live subvolume keeps its own orphans.
+  for (uint64_t tree : engine_->tree_ids()) {
+    if (!is_subvolume_id(tree) || (engine_->root_ref(tree).flags & (kRootFlagDead | kRootFlagKeyValue))) continue;
+    std::vector<uint64_t> orphans;
+    BTree fs = engine_->tree(tree);
+    Cursor c = fs.cursor();
+    RETURN_IF_ERROR(c.seek(Key{kOrphanObjectId, kOrphanItem, 0}));
+    for (; c.valid() && c.key().objectid == kOrphanObjectId && c.key().type == kOrphanItem; c.advance())
+      orphans.push_back(c.key().offset);
+    RETURN_IF_ERROR(c.status());
+    for (uint64_t ino : orphans) {
+      const uint64_t v = vino_of(tree, ino);
+      auto in = get_inode(v);
+      if (in.ok() && in.value()->item.nlink == 0) {
+        in.value()->orphan = true;
+        RETURN_IF_ERROR(delete_inode(*in.value()));
+        inodes_.erase(v);
+        unused_.erase(v);
+      } else {
+        RETURN_IF_ERROR(fs.remove(Key{kOrphanObjectId, kOrphanItem, ino}));
+        if (in.ok()) in.value()->orphan = false;
+      }
     }
   }
   return Status::Ok();
@@ -447,6 +471,8 @@ Status Filesystem::sync() {
 }
 
 Status Filesystem::unmount() {
+  // A drop not finished goes on at the next mount.
+  stop_cleaner();
   if (engine_->read_only()) return Status::Ok();
   Status wb = writeback_->flush_all(true);
   writeback_->wait_idle();

@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -80,6 +81,7 @@ struct MountOptions {
   bool nodiratime = false;
   bool posix_acl = true;  // -o noacl: system.posix_acl_* are refused, nothing inherited
   bool space_cache = true;      // -o nospace_cache: EngineOptions::space_cache
+  std::string subvol;           // -o subvol=PATH: mount this subvolume as the root
   uint64_t max_chunk_size = 0;  // test knob (-o debug_max_chunk=): EngineOptions::max_chunk_size
 };
 
@@ -92,6 +94,18 @@ struct InodeTableStats {
   uint64_t parked_total = 0;   // parked since mount
   uint64_t errors_kept = 0;    // writeback errors of evicted inodes, waiting for a later fsync/close
   uint64_t errors_dropped = 0; // ... beyond kMaxKeptErrors (logged)
+};
+
+// One subvolume (cairnctl subvolume list / show).
+struct SubvolumeInfo {
+  uint64_t id = 0;
+  uint64_t parent = 0;  // the subvolume holding its entry (0: tree 5, which has none)
+  std::string path;     // from the top-level subvolume
+  bool read_only = false;
+  bool dead = false;    // deleted, being dropped
+  uint64_t generation = 0;
+  // show only: data extents it references, and those only it references.
+  uint64_t referenced_bytes = 0, exclusive_bytes = 0;
 };
 
 struct CommitStats {
@@ -199,6 +213,31 @@ class Filesystem {
   Result<std::vector<std::string>> listxattr(uint64_t ino, bool privileged);
   Status removexattr(uint64_t ino, const std::string& name);
 
+  // ---- Subvolumes and snapshots (vfs/subvolume.cc) ----
+  // A new empty subvolume named `name` in directory `parent`.
+  Result<Entry> create_subvolume(uint64_t parent, const std::string& name, const Caller& c = Caller{});
+  // A snapshot of the subvolume whose root directory is `source`, named
+  // `name` in `parent` (anywhere, even inside the source). Durable when it
+  // returns. Root or the owner of the source only.
+  Result<Entry> snapshot_subvolume(uint64_t source, uint64_t parent, const std::string& name, bool read_only,
+                                   const Caller& c = Caller{});
+  // Remove the subvolume named `name` in `parent` from the namespace now
+  // and drop its tree in the background. EBUSY while its files are open
+  // or being written, ENOTEMPTY while it holds subvolumes.
+  Status delete_subvolume(uint64_t parent, const std::string& name, const Caller& c = Caller{});
+  // Until every deleted subvolume has been dropped, then commit.
+  Status wait_subvolumes_dropped();
+  Result<std::vector<SubvolumeInfo>> list_subvolumes();
+  // The subvolume holding `ino`, with its space (walks the whole tree).
+  Result<SubvolumeInfo> subvolume_show(uint64_t ino);
+  // A few steps of the background drop (true: more to do). For tests.
+  Result<bool> drop_dead_subvolumes(size_t steps);
+  // The root directory of the subvolume at `path` from the top level
+  // (-o subvol=): its mount-wide number.
+  static Result<uint64_t> resolve_subvolume(Engine& e, const std::string& path);
+  // The mount's root directory (FUSE node 1).
+  uint64_t root_ino() const { return root_vino_; }
+
   FsStats statfs();
   // Write back every dirty page, then commit (the periodic commit, syncfs).
   Status sync();
@@ -237,7 +276,12 @@ class Filesystem {
   Result<size_t> share_blocks(const std::shared_ptr<Inode>& src, uint64_t off_in, const std::shared_ptr<Inode>& dst,
                               uint64_t off_out, size_t len, CopyMode mode, const Caller& c);
   Status write_inode_item(Inode& in);
-  Result<std::optional<DirEntry>> find_entry(uint64_t dir, const std::string& name);
+  Result<std::optional<DirEntry>> find_entry(const Inode& dir, const std::string& name);
+  // The mount-wide number an entry of `dir` leads to.
+  static uint64_t entry_vino(const Inode& dir, const DirEntry& de);
+  // A name in `dir` (DIR_ITEM and DIR_INDEX) leading to `location`; its index.
+  Result<uint64_t> insert_dir_entry(Inode& dir, const std::string& name, const Key& location, uint8_t type);
+  Status erase_dir_entry(Inode& dir, const std::string& name, uint64_t index);
   Status add_entry(Inode& dir, const std::string& name, Inode& child);
   Status remove_entry(Inode& dir, const std::string& name, uint64_t child_ino);
   Status drop_link(Inode& in);
@@ -252,8 +296,8 @@ class Filesystem {
                               const Caller& c, const std::string* symlink_target);
   Status chmod_acl(Inode& in);
   Status inherit_acl(Inode& parent, Inode& child, uint32_t* mode, const Caller& c);
-  Result<bool> dir_is_empty(uint64_t dir);
-  Result<uint64_t> parent_of(uint64_t dir);
+  Result<bool> dir_is_empty(const Inode& dir);
+  Result<uint64_t> parent_of(const Inode& dir);
   Result<bool> is_ancestor(uint64_t maybe_ancestor, uint64_t dir);
   Status check_name(const std::string& name) const;
   // Attributes as stat(2) shows them: blocks include dirty data awaiting
@@ -264,12 +308,27 @@ class Filesystem {
     a.nbytes += in.cache.dirty_hole_pages.load() * kPageSize;
     return a;
   }
-  Entry entry_of(const Inode& in) const { return Entry{in.ino, in.item.generation, attr_of(in)}; }
+  Entry entry_of(const Inode& in) const { return Entry{in.vino(), in.item.generation, attr_of(in)}; }
   // Run a modifying operation: metadata reservation first, abort on a half-done failure.
   // `deleting`: the operation frees space and may use part of the reserve.
   Status modify(uint64_t nodes, const std::function<Status()>& fn, bool deleting = false);
 
   Status commit_now();
+  // Subvolume helpers (engine mutex held).
+  Status writable(const Inode& in) const;  // EROFS for a read-only mount or snapshot
+  Result<std::optional<std::pair<uint64_t, RootRefItem>>> subvolume_backref(uint64_t tree);
+  Result<uint64_t> subvolume_parent(uint64_t tree);
+  uint64_t next_subvolume_id() const;
+  Status add_subvolume_entry(Inode& dir, const std::string& name, uint64_t tree);
+  Status remove_subvolume_entry(Inode& dir, const std::string& name, uint64_t tree);
+  Status rename_subvolume_entry(Inode& sdir, const std::string& name, Inode& ddir, const std::string& new_name,
+                                uint64_t tree);
+  Result<std::shared_ptr<Inode>> new_subvolume_parent(uint64_t parent, const std::string& name);
+  Result<std::string> subvolume_path(uint64_t tree);
+  Result<SubvolumeInfo> subvolume_info_locked(uint64_t tree);
+  Status commit_locked();
+  // The background drop of deleted subvolumes (a thread from mount to unmount).
+  void clean_dead_subvolumes();
   Status do_unlink(uint64_t parent, const std::string& name);
   Status do_rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
                        unsigned flags);
@@ -277,6 +336,9 @@ class Filesystem {
   void discard_deleted();
 
   std::unique_ptr<Engine> engine_;
+  // The mount's root directory (FUSE node 1): tree 5's, or a subvolume's
+  // (-o subvol=).
+  uint64_t root_vino_ = kFirstInode;
   bool dropbehind_all_ = false;
   AtimePolicy atime_ = AtimePolicy::kRelatime;
   bool nodiratime_ = false;
@@ -318,6 +380,11 @@ class Filesystem {
   std::unordered_map<uint64_t, Status> kept_errors_;
   uint64_t evicted_ = 0, errors_dropped_ = 0;
   std::vector<std::shared_ptr<Inode>> pending_discard_;  // engine mutex
+  std::mutex cleaner_mu_;
+  std::condition_variable cleaner_cv_;
+  bool cleaner_stop_ = false;
+  std::thread cleaner_;
+  void stop_cleaner();
 };
 
 Timespec current_time();

@@ -17,11 +17,14 @@
 #include <sys/stat.h>
 
 #include "cache/file_state.h"
+#include "vfs/vino.h"
 
 namespace cairn {
 
 struct Inode : FileState {
-  explicit Inode(uint64_t n) : FileState(n) {}
+  // `vino`: the mount-wide number (vfs/vino.h): tree and inode number.
+  explicit Inode(uint64_t vino) : FileState(ino_of_vino(vino), root_of_vino(vino)) {}
+  uint64_t vino() const { return vino_of(root, ino); }
   uint64_t nlookup = 0;     // kernel references (FUSE lookup count)
   uint32_t open_count = 0;  // open file handles
   bool orphan = false;      // nlink reached 0 while still in use; an ORPHAN_ITEM exists

@@ -23,8 +23,14 @@ Status Filesystem::check_name(const std::string& name) const {
   return Status::Ok();
 }
 
-Result<std::optional<DirEntry>> Filesystem::find_entry(uint64_t dir, const std::string& name) {
-  auto raw = engine_->tree(kFsTreeId).lookup(dir_item_key(dir, name));
+uint64_t Filesystem::entry_vino(const Inode& dir, const DirEntry& de) {
+  // An entry naming a subvolume leads to that tree's root directory.
+  if (de.location.type == kRootItem) return vino_of(de.location.objectid, kFirstInode);
+  return vino_of(dir.root, de.location.objectid);
+}
+
+Result<std::optional<DirEntry>> Filesystem::find_entry(const Inode& dir, const std::string& name) {
+  auto raw = engine_->tree(dir.root).lookup(dir_item_key(dir.ino, name));
   if (!raw.ok()) {
     if (raw.status().is_not_found()) return std::optional<DirEntry>();
     return raw.status();
@@ -35,13 +41,13 @@ Result<std::optional<DirEntry>> Filesystem::find_entry(uint64_t dir, const std::
   return std::optional<DirEntry>();
 }
 
-Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) {
-  BTree fs = engine_->tree(kFsTreeId);
+Result<uint64_t> Filesystem::insert_dir_entry(Inode& dir, const std::string& name, const Key& location, uint8_t type) {
+  BTree fs = engine_->tree(dir.root);
   const uint64_t index = dir.item.sequence++;
   DirEntry de;
-  de.location = Key{child.ino, kInodeItem, 0};
+  de.location = location;
   de.transid = engine_->transid();
-  de.type = dtype_of(child.item.mode);
+  de.type = type;
   de.name = name;
   const Key dk = dir_item_key(dir.ino, name);
   auto existing = fs.lookup(dk);
@@ -55,6 +61,33 @@ Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) 
     return existing.status();
   }
   RETURN_IF_ERROR(fs.insert(Key{dir.ino, kDirIndex, index}, encode_dir_entries({de})));
+  Timespec now = current_time();
+  dir.item.size += name.size() * 2;
+  dir.item.mtime = dir.item.ctime = now;
+  mark_dirty(dir);
+  return index;
+}
+
+Status Filesystem::erase_dir_entry(Inode& dir, const std::string& name, uint64_t index) {
+  BTree fs = engine_->tree(dir.root);
+  const Key dk = dir_item_key(dir.ino, name);
+  ASSIGN_OR_RETURN(Bytes raw, fs.lookup(dk));
+  ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw));
+  std::erase_if(list, [&](const DirEntry& e) { return e.name == name; });
+  if (list.empty()) RETURN_IF_ERROR(fs.remove(dk));
+  else RETURN_IF_ERROR(fs.update(dk, encode_dir_entries(list)));
+  RETURN_IF_ERROR(fs.remove(Key{dir.ino, kDirIndex, index}));
+  Timespec now = current_time();
+  dir.item.size -= std::min<uint64_t>(dir.item.size, name.size() * 2);
+  dir.item.mtime = dir.item.ctime = now;
+  mark_dirty(dir);
+  return Status::Ok();
+}
+
+Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) {
+  if (child.root != dir.root) return Status::Error(EXDEV, "a name and its inode live in one subvolume");
+  BTree fs = engine_->tree(dir.root);
+  ASSIGN_OR_RETURN(uint64_t index, insert_dir_entry(dir, name, Key{child.ino, kInodeItem, 0}, dtype_of(child.item.mode)));
   const Key rk{child.ino, kInodeRef, dir.ino};
   auto refs = fs.lookup(rk);
   if (refs.ok()) {
@@ -66,22 +99,11 @@ Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) 
   } else {
     return refs.status();
   }
-  Timespec now = current_time();
-  dir.item.size += name.size() * 2;
-  dir.item.mtime = dir.item.ctime = now;
-  mark_dirty(dir);
   return Status::Ok();
 }
 
 Status Filesystem::remove_entry(Inode& dir, const std::string& name, uint64_t child_ino) {
-  BTree fs = engine_->tree(kFsTreeId);
-  const Key dk = dir_item_key(dir.ino, name);
-  ASSIGN_OR_RETURN(Bytes raw, fs.lookup(dk));
-  ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw));
-  std::erase_if(list, [&](const DirEntry& e) { return e.name == name; });
-  if (list.empty()) RETURN_IF_ERROR(fs.remove(dk));
-  else RETURN_IF_ERROR(fs.update(dk, encode_dir_entries(list)));
-
+  BTree fs = engine_->tree(dir.root);
   const Key rk{child_ino, kInodeRef, dir.ino};
   ASSIGN_OR_RETURN(Bytes rraw, fs.lookup(rk));
   ASSIGN_OR_RETURN(auto refs, decode_inode_refs(rraw));
@@ -95,12 +117,7 @@ Status Filesystem::remove_entry(Inode& dir, const std::string& name, uint64_t ch
   if (!index) return Status::Corruption("inode " + std::to_string(child_ino) + " has no back reference for \"" + name + "\"");
   if (refs.empty()) RETURN_IF_ERROR(fs.remove(rk));
   else RETURN_IF_ERROR(fs.update(rk, encode_inode_refs(refs)));
-  RETURN_IF_ERROR(fs.remove(Key{dir.ino, kDirIndex, *index}));
-  Timespec now = current_time();
-  dir.item.size -= std::min<uint64_t>(dir.item.size, name.size() * 2);
-  dir.item.mtime = dir.item.ctime = now;
-  mark_dirty(dir);
-  return Status::Ok();
+  return erase_dir_entry(dir, name, *index);
 }
 
 Status Filesystem::drop_link(Inode& in) {
@@ -112,19 +129,20 @@ Status Filesystem::drop_link(Inode& in) {
     if (in.nlookup > 0 || in.open_count > 0) {
       // Still in use: an orphan item makes sure a crash cannot leak it.
       RETURN_IF_ERROR(write_inode_item(in));
-      RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{kOrphanObjectId, kOrphanItem, in.ino}, {}));
+      RETURN_IF_ERROR(engine_->tree(in.root).insert(Key{kOrphanObjectId, kOrphanItem, in.ino}, {}));
       in.orphan = true;
     }
-    RETURN_IF_ERROR(try_evict(in.ino));
+    RETURN_IF_ERROR(try_evict(in.vino()));
   }
   return Status::Ok();
 }
 
 Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent) {
-  RootRef& root = engine_->root_ref(kFsTreeId);
+  RootRef& root = engine_->root_ref(parent.root);
+  if (root.last_objectid >= kMaxTreeInode) return Status::NoSpace("no inode numbers left in this subvolume");
   const uint64_t ino = ++root.last_objectid;
   root.dirty = true;
-  auto in = std::make_shared<Inode>(ino);
+  auto in = std::make_shared<Inode>(vino_of(parent.root, ino));
   InodeItem& it = in->item;
   Timespec now = current_time();
   it.generation = engine_->transid();
@@ -143,8 +161,8 @@ Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rde
   it.flags |= parent.item.flags & kInodeFlagDropbehind;
   it.atime = it.mtime = it.ctime = it.otime = now;
   if (S_ISDIR(mode)) it.sequence = 2;
-  RETURN_IF_ERROR(engine_->tree(kFsTreeId).insert(Key{ino, kInodeItem, 0}, it.encode()));
-  inodes_[ino] = in;
+  RETURN_IF_ERROR(engine_->tree(parent.root).insert(Key{ino, kInodeItem, 0}, it.encode()));
+  inodes_[in->vino()] = in;
   return in;
 }
 
@@ -157,7 +175,8 @@ Result<Entry> Filesystem::create_common(uint64_t parent, const std::string& name
     ASSIGN_OR_RETURN(auto dir, get_inode(parent));
     if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
     if (dir->item.nlink == 0) return Status::NotFound("directory was removed");
-    ASSIGN_OR_RETURN(auto existing, find_entry(parent, name));
+    RETURN_IF_ERROR(writable(*dir));
+    ASSIGN_OR_RETURN(auto existing, find_entry(*dir, name));
     if (existing) return Status::Error(EEXIST, "exists");
     if (S_ISDIR(mode) && dir->item.nlink >= kLinkMax) return Status::Error(EMLINK, "too many links");
     ASSIGN_OR_RETURN(auto child, new_inode(mode, rdev, c, *dir));
@@ -209,11 +228,11 @@ Result<Entry> Filesystem::lookup(uint64_t parent, const std::string& name) {
   if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
   uint64_t ino;
   if (name == "..") {
-    ASSIGN_OR_RETURN(ino, parent_of(parent));
+    ASSIGN_OR_RETURN(ino, parent_of(*dir));
   } else {
-    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    ASSIGN_OR_RETURN(auto e, find_entry(*dir, name));
     if (!e) return Status::NotFound();
-    ino = e->location.objectid;
+    ino = entry_vino(*dir, *e);
   }
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
   in->nlookup++;
@@ -231,7 +250,9 @@ Result<Entry> Filesystem::link(uint64_t ino, uint64_t new_parent, const std::str
     if (in->item.nlink == 0) return Status::NotFound("file was removed");
     ASSIGN_OR_RETURN(auto dir, get_inode(new_parent));
     if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-    ASSIGN_OR_RETURN(auto existing, find_entry(new_parent, new_name));
+    RETURN_IF_ERROR(writable(*dir));
+    if (dir->root != in->root) return Status::Error(EXDEV, "hard links stay within a subvolume");
+    ASSIGN_OR_RETURN(auto existing, find_entry(*dir, new_name));
     if (existing) return Status::Error(EEXIST, "exists");
     RETURN_IF_ERROR(add_entry(*dir, new_name, *in));
     in->item.nlink++;
@@ -254,21 +275,23 @@ Status Filesystem::do_unlink(uint64_t parent, const std::string& name) {
   std::lock_guard lk(engine_->mutex());
   return modify(32, [&]() -> Status {
     ASSIGN_OR_RETURN(auto dir, get_inode(parent));
-    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    RETURN_IF_ERROR(writable(*dir));
+    ASSIGN_OR_RETURN(auto e, find_entry(*dir, name));
     if (!e) return Status::NotFound();
-    ASSIGN_OR_RETURN(auto in, get_inode(e->location.objectid));
+    if (e->location.type == kRootItem) return Status::Error(EISDIR, "is a subvolume");
+    ASSIGN_OR_RETURN(auto in, get_inode(entry_vino(*dir, *e)));
     if (in->is_dir()) return Status::Error(EISDIR, "is a directory");
     RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
     return drop_link(*in);
   }, true);
 }
 
-Result<bool> Filesystem::dir_is_empty(uint64_t dir) {
-  BTree fs = engine_->tree(kFsTreeId);
+Result<bool> Filesystem::dir_is_empty(const Inode& dir) {
+  BTree fs = engine_->tree(dir.root);
   Cursor c = fs.cursor();
-  RETURN_IF_ERROR(c.seek(Key{dir, kDirIndex, 0}));
+  RETURN_IF_ERROR(c.seek(Key{dir.ino, kDirIndex, 0}));
   RETURN_IF_ERROR(c.status());
-  return !(c.valid() && c.key().objectid == dir && c.key().type == kDirIndex);
+  return !(c.valid() && c.key().objectid == dir.ino && c.key().type == kDirIndex);
 }
 
 Status Filesystem::rmdir(uint64_t parent, const std::string& name) {
@@ -277,11 +300,13 @@ Status Filesystem::rmdir(uint64_t parent, const std::string& name) {
   std::lock_guard lk(engine_->mutex());
   return modify(32, [&]() -> Status {
     ASSIGN_OR_RETURN(auto dir, get_inode(parent));
-    ASSIGN_OR_RETURN(auto e, find_entry(parent, name));
+    RETURN_IF_ERROR(writable(*dir));
+    ASSIGN_OR_RETURN(auto e, find_entry(*dir, name));
     if (!e) return Status::NotFound();
-    ASSIGN_OR_RETURN(auto in, get_inode(e->location.objectid));
+    if (e->location.type == kRootItem) return Status::Error(EPERM, "a subvolume: cairnctl subvolume delete removes it");
+    ASSIGN_OR_RETURN(auto in, get_inode(entry_vino(*dir, *e)));
     if (!in->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-    ASSIGN_OR_RETURN(bool empty, dir_is_empty(in->ino));
+    ASSIGN_OR_RETURN(bool empty, dir_is_empty(*in));
     if (!empty) return Status::Error(ENOTEMPTY, "directory not empty");
     RETURN_IF_ERROR(remove_entry(*dir, name, in->ino));
     dir->item.nlink--;
@@ -289,22 +314,27 @@ Status Filesystem::rmdir(uint64_t parent, const std::string& name) {
   }, true);
 }
 
-Result<uint64_t> Filesystem::parent_of(uint64_t dir) {
-  if (dir == kFirstInode) return dir;
-  BTree fs = engine_->tree(kFsTreeId);
+Result<uint64_t> Filesystem::parent_of(const Inode& dir) {
+  const uint64_t v = dir.vino();
+  if (v == root_vino_) return v;
+  // A subvolume's root: the directory holding its entry, in the tree above.
+  if (dir.ino == kFirstInode) return subvolume_parent(dir.root);
+  BTree fs = engine_->tree(dir.root);
   Cursor c = fs.cursor();
-  RETURN_IF_ERROR(c.seek(Key{dir, kInodeRef, 0}));
+  RETURN_IF_ERROR(c.seek(Key{dir.ino, kInodeRef, 0}));
   RETURN_IF_ERROR(c.status());
-  if (!c.valid() || c.key().objectid != dir || c.key().type != kInodeRef)
-    return Status::Corruption("directory " + std::to_string(dir) + " has no parent reference");
-  return c.key().offset;
+  if (!c.valid() || c.key().objectid != dir.ino || c.key().type != kInodeRef)
+    return Status::Corruption("directory " + std::to_string(dir.ino) + " has no parent reference");
+  return vino_of(dir.root, c.key().offset);
 }
 
 Result<bool> Filesystem::is_ancestor(uint64_t anc, uint64_t dir) {
+  // Within one subvolume (renames never cross one): up to its root.
   for (int depth = 0; depth < 4096; depth++) {
     if (dir == anc) return true;
-    if (dir == kFirstInode) return false;
-    ASSIGN_OR_RETURN(dir, parent_of(dir));
+    if (ino_of_vino(dir) == kFirstInode) return false;
+    ASSIGN_OR_RETURN(auto in, get_inode(dir));
+    ASSIGN_OR_RETURN(dir, parent_of(*in));
   }
   return Status::Corruption("directory loop");
 }
@@ -326,24 +356,35 @@ Status Filesystem::do_rename(uint64_t parent, const std::string& name, uint64_t 
     ASSIGN_OR_RETURN(auto sdir, get_inode(parent));
     ASSIGN_OR_RETURN(auto ddir, get_inode(new_parent));
     if (!ddir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-    ASSIGN_OR_RETURN(auto se, find_entry(parent, name));
+    RETURN_IF_ERROR(writable(*sdir));
+    RETURN_IF_ERROR(writable(*ddir));
+    // Names move within a subvolume only (mv copies across, as between
+    // btrfs subvolumes).
+    if (sdir->root != ddir->root) return Status::Error(EXDEV, "rename across subvolumes");
+    ASSIGN_OR_RETURN(auto se, find_entry(*sdir, name));
     if (!se) return Status::NotFound();
-    ASSIGN_OR_RETURN(auto src, get_inode(se->location.objectid));
-    ASSIGN_OR_RETURN(auto de, find_entry(new_parent, new_name));
+    ASSIGN_OR_RETURN(auto de, find_entry(*ddir, new_name));
+    if (se->location.type == kRootItem) {
+      if (flags & RENAME_EXCHANGE) return Status::Error(EXDEV, "cannot exchange a subvolume");
+      if (de) return Status::Error(EEXIST, "cannot rename a subvolume over another name");
+      return rename_subvolume_entry(*sdir, name, *ddir, new_name, se->location.objectid);
+    }
+    if (de && de->location.type == kRootItem) return Status::Error(EBUSY, "the target is a subvolume");
+    ASSIGN_OR_RETURN(auto src, get_inode(entry_vino(*sdir, *se)));
     std::shared_ptr<Inode> dst;
     if (de) {
-      ASSIGN_OR_RETURN(dst, get_inode(de->location.objectid));
+      ASSIGN_OR_RETURN(dst, get_inode(entry_vino(*ddir, *de)));
     }
     if (dst && dst->ino == src->ino) return Status::Ok();  // same file: nothing to do
     const Timespec now = current_time();
     if (flags & RENAME_EXCHANGE) {
       if (!dst) return Status::NotFound("exchange target does not exist");
       if (src->is_dir() && parent != new_parent) {
-        ASSIGN_OR_RETURN(bool loop, is_ancestor(src->ino, new_parent));
+        ASSIGN_OR_RETURN(bool loop, is_ancestor(src->vino(), new_parent));
         if (loop) return Status::Invalid("cannot move a directory into itself");
       }
       if (dst->is_dir() && parent != new_parent) {
-        ASSIGN_OR_RETURN(bool loop, is_ancestor(dst->ino, parent));
+        ASSIGN_OR_RETURN(bool loop, is_ancestor(dst->vino(), parent));
         if (loop) return Status::Invalid("cannot move a directory into itself");
       }
       RETURN_IF_ERROR(remove_entry(*sdir, name, src->ino));
@@ -361,13 +402,13 @@ Status Filesystem::do_rename(uint64_t parent, const std::string& name, uint64_t 
     }
     if (dst && (flags & RENAME_NOREPLACE)) return Status::Error(EEXIST, "target exists");
     if (src->is_dir()) {
-      ASSIGN_OR_RETURN(bool loop, is_ancestor(src->ino, new_parent));
+      ASSIGN_OR_RETURN(bool loop, is_ancestor(src->vino(), new_parent));
       if (loop) return Status::Invalid("cannot move a directory into itself");
     }
     if (dst) {
       if (src->is_dir()) {
         if (!dst->is_dir()) return Status::Error(ENOTDIR, "target is not a directory");
-        ASSIGN_OR_RETURN(bool empty, dir_is_empty(dst->ino));
+        ASSIGN_OR_RETURN(bool empty, dir_is_empty(*dst));
         if (!empty) return Status::Error(ENOTEMPTY, "target directory not empty");
       } else if (dst->is_dir()) {
         return Status::Error(EISDIR, "target is a directory");
@@ -407,24 +448,25 @@ Status Filesystem::readdir(uint64_t ino, uint64_t offset, bool plus,
     offset = 1;
   }
   if (offset == 1) {
-    ASSIGN_OR_RETURN(uint64_t p, parent_of(ino));
+    ASSIGN_OR_RETURN(uint64_t p, parent_of(*dir));
     ASSIGN_OR_RETURN(auto pin, get_inode(p));
     if (!emit(DirEntryOut{"..", p, DT_DIR, 2, entry_of(*pin)})) return Status::Ok();
     offset = 2;
   }
-  BTree fs = engine_->tree(kFsTreeId);
+  BTree fs = engine_->tree(dir->root);
   Cursor c = fs.cursor();
-  RETURN_IF_ERROR(c.seek(Key{ino, kDirIndex, offset}));
+  const uint64_t local = dir->ino;
+  RETURN_IF_ERROR(c.seek(Key{local, kDirIndex, offset}));
   // Indexes only grow (a rename gives the name a new one), so stopping at
   // the index the directory had when it was opened ends every read, and an
   // entry present throughout is returned once (btrfs does the same).
-  for (; c.valid() && c.key().objectid == ino && c.key().type == kDirIndex && c.key().offset < end_index; c.advance()) {
+  for (; c.valid() && c.key().objectid == local && c.key().type == kDirIndex && c.key().offset < end_index; c.advance()) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
     const DirEntry& de = list.front();
-    DirEntryOut out{de.name, de.location.objectid, de.type, c.key().offset + 1, {}};
+    DirEntryOut out{de.name, entry_vino(*dir, de), de.type, c.key().offset + 1, {}};
     std::shared_ptr<Inode> child;
     if (plus) {
-      ASSIGN_OR_RETURN(child, get_inode(de.location.objectid));
+      ASSIGN_OR_RETURN(child, get_inode(out.ino));
       out.entry = entry_of(*child);
     }
     if (!emit(out)) break;

@@ -48,7 +48,8 @@ std::optional<uint32_t> acl_mode_bits(const Bytes& b, bool* equivalent) {
 }  // namespace
 
 // Engine mutex held. The value of one entry, following its chunks if spilled.
-static Result<Bytes> entry_value(Engine& e, uint64_t ino, const DirEntry& de) {
+static Result<Bytes> entry_value(Engine& e, const Inode& in, const DirEntry& de) {
+  const uint64_t ino = in.ino;
   if (de.type != kXattrSpilled) return de.data;
   if (de.data.size() != 4) return Status::Corruption("spilled xattr with a bad length field");
   const uint32_t len = get_le32(de.data.data());
@@ -57,7 +58,7 @@ static Result<Bytes> entry_value(Engine& e, uint64_t ino, const DirEntry& de) {
   for (uint64_t i = 0; out.size() < len; i++) {
     // The index has 20 bits in the key: beyond it, another name's chunks.
     if (i >= (1u << 20)) return Status::Corruption("xattr value spans more chunks than the key allows");
-    ASSIGN_OR_RETURN(Bytes part, e.tree(kFsTreeId).lookup(chunk_key(ino, h, i)));
+    ASSIGN_OR_RETURN(Bytes part, e.tree(in.root).lookup(chunk_key(ino, h, i)));
     if (part.empty()) return Status::Corruption("empty xattr chunk");
     out.insert(out.end(), part.begin(), part.end());
   }
@@ -71,9 +72,9 @@ static Status store_entries(BTree& fs, const Key& k, const std::vector<DirEntry>
   return fs.update(k, encode_dir_entries(list));
 }
 
-static Status drop_chunks(Engine& e, uint64_t ino, const std::string& name) {
-  const uint64_t h = name_hash(name);
-  ASSIGN_OR_RETURN(uint64_t n, e.tree(kFsTreeId).remove_range(chunk_key(ino, h, 0), chunk_key(ino, h, (1 << 20) - 1)));
+static Status drop_chunks(Engine& e, const Inode& in, const std::string& name) {
+  const uint64_t h = name_hash(name), ino = in.ino;
+  ASSIGN_OR_RETURN(uint64_t n, e.tree(in.root).remove_range(chunk_key(ino, h, 0), chunk_key(ino, h, (1 << 20) - 1)));
   (void)n;
   return Status::Ok();
 }
@@ -89,6 +90,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
     if (v != "1" && v != "0") return Status::Invalid("user.cairn.dropbehind takes 1 or 0");
     return modify(4, [&]() -> Status {
       ASSIGN_OR_RETURN(auto in, get_inode(ino));
+      RETURN_IF_ERROR(writable(*in));
       const bool on = in->item.flags & kInodeFlagDropbehind;
       if (on && (flags & XATTR_CREATE)) return Status::Error(EEXIST, "attribute exists");
       if (!on && (flags & XATTR_REPLACE)) return Status::Error(ENODATA, "no such attribute");
@@ -101,8 +103,9 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
   }
   return modify(16 + value.size() / 2048, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
-    BTree fs = engine_->tree(kFsTreeId);
-    const Key k = xattr_key(ino, name);
+    RETURN_IF_ERROR(writable(*in));
+    BTree fs = engine_->tree(in->root);
+    const Key k = xattr_key(in->ino, name);
     std::vector<DirEntry> list;
     auto raw = fs.lookup(k);
     if (raw.ok()) {
@@ -136,7 +139,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
         return Status::Ok();
       }
     }
-    if (it != list.end() && it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, ino, name));
+    if (it != list.end() && it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, *in, name));
     DirEntry e;
     e.transid = engine_->transid();
     e.name = name;
@@ -147,7 +150,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
       const size_t chunk = fs.half_leaf_item_size();
       const uint64_t h = name_hash(name);
       for (size_t off = 0, i = 0; off < value.size(); off += chunk, i++)
-        RETURN_IF_ERROR(fs.insert(chunk_key(ino, h, i),
+        RETURN_IF_ERROR(fs.insert(chunk_key(in->ino, h, i),
                                   Bytes(value.begin() + long(off), value.begin() + long(std::min(value.size(), off + chunk)))));
     } else {
       e.data = value;
@@ -173,14 +176,14 @@ Result<Bytes> Filesystem::getxattr(uint64_t ino, const std::string& name) {
     if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
     return Bytes{'1'};
   }
-  auto raw = engine_->tree(kFsTreeId).lookup(xattr_key(ino, name));
+  auto raw = engine_->tree(in->root).lookup(xattr_key(in->ino, name));
   if (!raw.ok()) {
     if (raw.status().is_not_found()) return Status::Error(ENODATA, "no such attribute");
     return raw.status();
   }
   ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));
   for (auto& e : list)
-    if (e.name == name) return entry_value(*engine_, ino, e);
+    if (e.name == name) return entry_value(*engine_, *in, e);
   return Status::Error(ENODATA, "no such attribute");
 }
 
@@ -188,10 +191,10 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privil
   std::lock_guard lk(engine_->mutex());
   ASSIGN_OR_RETURN(auto in, get_inode(ino));
   std::vector<std::string> names;
-  BTree fs = engine_->tree(kFsTreeId);
+  BTree fs = engine_->tree(in->root);
   Cursor c = fs.cursor();
-  RETURN_IF_ERROR(c.seek(Key{ino, kXattrItem, 0}));
-  for (; c.valid() && c.key().objectid == ino && c.key().type == kXattrItem; c.advance()) {
+  RETURN_IF_ERROR(c.seek(Key{in->ino, kXattrItem, 0}));
+  for (; c.valid() && c.key().objectid == in->ino && c.key().type == kXattrItem; c.advance()) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(c.data()));
     // As local filesystems do, trusted.* is listed only to privileged callers.
     for (auto& e : list)
@@ -209,6 +212,7 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
   std::lock_guard lk(engine_->mutex());
   return modify(16, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
+    RETURN_IF_ERROR(writable(*in));
     if (name == kDropbehindAttr) {
       if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
       in->item.flags &= ~kInodeFlagDropbehind;
@@ -216,8 +220,8 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
       mark_dirty(*in);
       return Status::Ok();
     }
-    BTree fs = engine_->tree(kFsTreeId);
-    const Key k = xattr_key(ino, name);
+    BTree fs = engine_->tree(in->root);
+    const Key k = xattr_key(in->ino, name);
     auto raw = fs.lookup(k);
     if (!raw.ok()) {
       if (raw.status().is_not_found()) return Status::Error(ENODATA, "no such attribute");
@@ -226,7 +230,7 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
     ASSIGN_OR_RETURN(auto list, decode_dir_entries(raw.value()));
     auto it = std::find_if(list.begin(), list.end(), [&](const DirEntry& e) { return e.name == name; });
     if (it == list.end()) return Status::Error(ENODATA, "no such attribute");
-    if (it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, ino, name));
+    if (it->type == kXattrSpilled) RETURN_IF_ERROR(drop_chunks(*engine_, *in, name));
     list.erase(it);
     RETURN_IF_ERROR(store_entries(fs, k, list));
     in->item.ctime = current_time();

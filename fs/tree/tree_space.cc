@@ -1,0 +1,59 @@
+#include "tree/tree_space.h"
+
+#include <map>
+#include <set>
+
+namespace cairn {
+
+namespace {
+struct Walk {
+  Engine& e;
+  BTree t;
+  uint64_t last_snapshot;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> own;  // extent -> references from unshared leaves
+  std::set<std::pair<uint64_t, uint64_t>> shared;         // extents referenced from shared leaves
+
+  Status visit(const NodePtr& n, bool shared_above) {
+    bool is_shared = shared_above;
+    if (!is_shared && last_snapshot && n->generation < last_snapshot) {
+      ASSIGN_OR_RETURN(uint64_t refs, e.tree_block_refs(*n));
+      is_shared = refs > 1;
+    }
+    if (n->is_leaf()) {
+      for (size_t i = 0; i < n->keys.size(); i++) {
+        if (n->keys[i].type != kExtentData) continue;
+        ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(n->items[i]));
+        if (fe.type == kFileExtentInline || fe.disk_bytenr == 0) continue;
+        const std::pair<uint64_t, uint64_t> ext{fe.disk_bytenr, fe.disk_num_bytes};
+        if (is_shared) shared.insert(ext);
+        else own[ext]++;
+      }
+      return Status::Ok();
+    }
+    for (int s = 0; s < int(n->ptrs.size()); s++) {
+      ASSIGN_OR_RETURN(NodePtr c, t.read_child(*n, s));
+      RETURN_IF_ERROR(visit(c, is_shared));
+    }
+    return Status::Ok();
+  }
+};
+}  // namespace
+
+Result<TreeSpace> tree_data_space(Engine& e, uint64_t tree) {
+  Walk w{e, e.tree(tree), e.root_ref(tree).last_snapshot, {}, {}};
+  ASSIGN_OR_RETURN(NodePtr root, w.t.read_root());
+  RETURN_IF_ERROR(w.visit(root, false));
+  TreeSpace s;
+  BTree et = e.tree(kExtentTreeId);
+  for (auto& ext : w.shared) s.referenced += ext.second;
+  for (auto& [ext, count] : w.own) {
+    if (w.shared.count(ext)) continue;
+    s.referenced += ext.second;
+    ASSIGN_OR_RETURN(Bytes raw, et.lookup(Key{ext.first, kExtentItem, ext.second}));
+    ASSIGN_OR_RETURN(ExtentItem ei, ExtentItem::decode(raw));
+    if (ei.refs == count) s.exclusive += ext.second;
+  }
+  return s;
+}
+
+}  // namespace cairn

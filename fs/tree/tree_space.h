@@ -1,0 +1,22 @@
+#pragma once
+// The data space of one fs tree where trees share blocks (cairnctl
+// subvolume show): the data extents its files reference, and those no
+// other tree references.
+#include <cstdint>
+
+#include "tree/engine.h"
+
+namespace cairn {
+
+struct TreeSpace {
+  uint64_t referenced = 0;  // bytes of the distinct data extents its files reference
+  uint64_t exclusive = 0;   // ... of those, referenced by nothing outside this tree
+};
+
+// Engine mutex held. Walks the whole tree: a node shared with another
+// tree (more than one parent) makes everything below it shared; an
+// extent is exclusive when every one of its references comes from this
+// tree's unshared leaves.
+Result<TreeSpace> tree_data_space(Engine& e, uint64_t tree);
+
+}  // namespace cairn
