@@ -6,6 +6,12 @@
 //   cairnctl scrub [--limit MiB/s] [--readonly] [--json] IMAGE     (offline)
 //   cairnctl verify [--json] PATH...
 //   cairnctl clone [--range SRC_OFFSET LENGTH DST_OFFSET] SRC DST
+//   cairnctl subvolume create PATH
+//   cairnctl subvolume snapshot [-r] SRC DST
+//   cairnctl subvolume delete PATH...
+//   cairnctl subvolume list [--json] MOUNTPOINT
+//   cairnctl subvolume show [--json] PATH
+//   cairnctl subvolume sync MOUNTPOINT
 // Exit status: 0 no uncorrectable errors; 3 uncorrectable errors remain;
 // 1 operational failure; 2 usage.
 #include <fcntl.h>
@@ -391,6 +397,116 @@ int clone(const std::string& src, const std::string& dst, const std::vector<uint
   return done(kOk);
 }
 
+// PATH split into its directory and last name (for the ioctls that act on
+// a name in a directory).
+std::pair<std::string, std::string> split_path(const std::string& path) {
+  std::filesystem::path p(path);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "a/b/" -> "a/b"
+  std::string dir = p.parent_path().string();
+  return {dir.empty() ? "." : dir, p.filename().string()};
+}
+
+std::string subvol_error(const std::string& what, const Status& st) {
+  const int e = st.code();
+  if (e == ENOTTY || e == ENOSYS) return what + ": not on a mounted Cairn filesystem";
+  if (e == EROFS) return what + ": read-only (a read-only snapshot or mount)";
+  if (e == EPERM || e == EACCES) return what + ": permission denied";
+  if (e == EEXIST) return what + ": exists";
+  if (e == EBUSY) return what + ": in use (files open or being written, or the mount's root)";
+  if (e == ENOTEMPTY) return what + ": holds other subvolumes; delete those first";
+  if (e == EINVAL) return what + ": not a subvolume";
+  if (e == EOVERFLOW) return what + ": the reply does not fit one control request";
+  return what + ": " + std::strerror(e);
+}
+
+int subvolume_create(const std::string& path) {
+  auto [dir, name] = split_path(path);
+  json req{{"name", name}};
+  auto r = control(dir, CAIRN_IOC_SUBVOL_CREATE, &req);
+  if (!r.ok()) return fail(subvol_error(path, r.status()));
+  std::cout << "Created subvolume " << path << " (id " << r.value()["id"] << ")\n";
+  return kOk;
+}
+
+int subvolume_snapshot(const std::string& src, const std::string& dst, bool read_only) {
+  struct stat si;
+  if (::stat(src.c_str(), &si) != 0) return fail(src + ": " + std::strerror(errno));
+  if (!S_ISDIR(si.st_mode)) return fail(src + ": not a subvolume");
+  // DST may name an existing directory to put the snapshot in, as btrfs.
+  std::string target = dst;
+  struct stat sd;
+  if (::stat(dst.c_str(), &sd) == 0 && S_ISDIR(sd.st_mode))
+    target = (std::filesystem::path(dst) / std::filesystem::path(src).filename()).string();
+  auto [dir, name] = split_path(target);
+  struct stat sp;
+  if (::stat(dir.c_str(), &sp) != 0) return fail(dir + ": " + std::strerror(errno));
+  if (sp.st_dev != si.st_dev) return fail(src + " and " + dir + " are not on the same filesystem");
+  json req{{"name", name}, {"source", uint64_t(si.st_ino)}, {"readonly", read_only}};
+  auto r = control(dir, CAIRN_IOC_SUBVOL_SNAPSHOT, &req);
+  if (!r.ok()) return fail(subvol_error(src, r.status()));
+  std::cout << "Created " << (read_only ? "a read-only " : "a ") << "snapshot of " << src << " in " << target
+            << " (id " << r.value()["id"] << ")\n";
+  return kOk;
+}
+
+int subvolume_delete(const std::vector<std::string>& paths) {
+  int rc = kOk;
+  for (const auto& path : paths) {
+    auto [dir, name] = split_path(path);
+    json req{{"name", name}};
+    auto r = control(dir, CAIRN_IOC_SUBVOL_DELETE, &req);
+    if (!r.ok()) {
+      std::cerr << "cairnctl: " << subvol_error(path, r.status()) << "\n";
+      rc = kFailed;
+      continue;
+    }
+    std::cout << "Deleted subvolume " << path << "\n";
+  }
+  return rc;
+}
+
+int subvolume_list(const std::string& mnt, bool as_json) {
+  auto r = control(mnt, CAIRN_IOC_SUBVOL_LIST);
+  if (!r.ok()) return fail(subvol_error(mnt, r.status()));
+  const json& all = r.value()["subvolumes"];
+  if (as_json) {
+    std::cout << all.dump(2) << "\n";
+    return kOk;
+  }
+  for (const auto& s : all) {
+    if (s["id"].get<uint64_t>() == kFsTreeId) continue;  // the top level, as btrfs lists
+    std::cout << "ID " << s["id"] << " gen " << s["generation"] << " parent " << s["parent"] << " path "
+              << s["path"].get<std::string>().substr(1) << (s["readonly"].get<bool>() ? " (readonly)" : "")
+              << (s["deleting"].get<bool>() ? " (being deleted)" : "") << "\n";
+  }
+  return kOk;
+}
+
+int subvolume_show(const std::string& path, bool as_json) {
+  auto r = control(path, CAIRN_IOC_SUBVOL_SHOW);
+  if (!r.ok()) return fail(subvol_error(path, r.status()));
+  const json& s = r.value();
+  if (as_json) {
+    std::cout << s.dump(2) << "\n";
+    return kOk;
+  }
+  std::cout << s["path"].get<std::string>() << "\n"
+            << "\tSubvolume ID:\t" << s["id"] << "\n"
+            << "\tParent ID:\t" << s["parent"] << "\n"
+            << "\tGeneration:\t" << s["generation"] << "\n"
+            << "\tRead-only:\t" << (s["readonly"].get<bool>() ? "yes" : "no") << "\n"
+            << "\tReferenced:\t" << mib(s["referenced_bytes"].get<uint64_t>()) << "\n"
+            << "\tExclusive:\t" << mib(s["exclusive_bytes"].get<uint64_t>()) << "\n"
+            << "\tShared:\t\t" << mib(s["shared_bytes"].get<uint64_t>()) << "\n";
+  return kOk;
+}
+
+int subvolume_sync(const std::string& mnt) {
+  auto r = control(mnt, CAIRN_IOC_SUBVOL_SYNC);
+  if (!r.ok()) return fail(subvol_error(mnt, r.status()));
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -439,6 +555,28 @@ int main(int argc, char** argv) {
   cl->add_option("--range", clone_range, "SRC_OFFSET LENGTH DST_OFFSET: clone only this range into DST")
       ->expected(3);
 
+  auto* sv = app.add_subcommand("subvolume", "Subvolumes and snapshots");
+  sv->require_subcommand(1);
+  std::string sv_path, sv_src, sv_dst;
+  std::vector<std::string> sv_paths;
+  bool sv_ro = false;
+  auto* sv_create = sv->add_subcommand("create", "A new, empty subvolume at PATH");
+  sv_create->add_option("PATH", sv_path, "Where (its parent directory must exist)")->required();
+  auto* sv_snap = sv->add_subcommand("snapshot", "An instant snapshot of subvolume SRC at DST (or in directory DST)");
+  sv_snap->add_flag("-r", sv_ro, "Read-only snapshot");
+  sv_snap->add_option("SRC", sv_src, "A subvolume (or the mount's top level)")->required();
+  sv_snap->add_option("DST", sv_dst, "The snapshot's path, or an existing directory to put it in")->required();
+  auto* sv_del = sv->add_subcommand("delete", "Delete subvolumes (their space comes back in the background)");
+  sv_del->add_option("PATH", sv_paths, "Subvolumes")->required();
+  auto* sv_list = sv->add_subcommand("list", "Every subvolume of the filesystem");
+  sv_list->add_option("MOUNTPOINT", sv_path, "The mount point")->required();
+  sv_list->add_flag("--json", as_json, "Machine-readable output");
+  auto* sv_show = sv->add_subcommand("show", "The subvolume holding PATH, with its referenced and exclusive data");
+  sv_show->add_option("PATH", sv_path, "Any file or directory in it")->required();
+  sv_show->add_flag("--json", as_json, "Machine-readable output");
+  auto* sv_sync = sv->add_subcommand("sync", "Wait until deleted subvolumes have given back their space");
+  sv_sync->add_option("MOUNTPOINT", sv_path, "The mount point")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -450,6 +588,12 @@ int main(int argc, char** argv) {
   if (*st) return stats(target, as_json);
   if (*vf) return verify(paths, as_json);
   if (*cl) return clone(clone_src, clone_dst, clone_range);
+  if (*sv_create) return subvolume_create(sv_path);
+  if (*sv_snap) return subvolume_snapshot(sv_src, sv_dst, sv_ro);
+  if (*sv_del) return subvolume_delete(sv_paths);
+  if (*sv_list) return subvolume_list(sv_path, as_json);
+  if (*sv_show) return subvolume_show(sv_path, as_json);
+  if (*sv_sync) return subvolume_sync(sv_path);
   if (*sc_start) return scrub_online(target, false, wait, limit, as_json);
   if (*sc_resume) return scrub_online(target, true, wait, limit, as_json);
   if (*sc_status) return scrub_status(target, as_json);

@@ -47,6 +47,8 @@ struct InodeSeen {
   uint32_t mode;
   uint64_t nbytes = 0;      // the inode item's count (st_blocks * 512)
   uint64_t referenced = 0;  // bytes its file extent items reference
+  uint64_t size = 0;        // the inode item's size (a directory: twice its names' bytes)
+  uint64_t name_bytes = 0;  // a directory: the bytes of its DIR_INDEX names
 };
 
 // One name: a directory entry, a directory index entry or an inode back
@@ -59,6 +61,7 @@ struct NameLink {
   uint16_t name_len;
   uint8_t type;
   bool indexed = false;  // DIR_ITEM: a DIR_INDEX entry of the same directory has this name
+  bool subvol = false;   // names a subvolume: `ino` is its tree id (ROOT_REF, not INODE_REF)
 };
 
 // What the walk gathered from one fs tree for the namespace checks.
@@ -166,8 +169,46 @@ class Checker {
       check_namespace(tree, st);
       check_xattr_chunks(tree, st);
     }
+    check_subvolumes();
     if (opts_.progress) opts_.progress(1.0);
     return std::move(report_);
+  }
+
+  // Every subvolume named once, from a live parent, the same way from both
+  // sides; the directory entries matched their ROOT_REFs in the namespace
+  // checks (subvol_entries_seen_).
+  void check_subvolumes() {
+    auto live = [&](uint64_t id) {
+      auto r = roots_.find(id);
+      return r != roots_.end() && !(r->second.flags & (kRootFlagDead | kRootFlagKeyValue));
+    };
+    for (auto& [pc, rr] : root_refs_) {
+      const auto [parent, sub] = pc;
+      auto back = root_backrefs_.find({sub, parent});
+      if (back == root_backrefs_.end() || back->second.dirid != rr.dirid || back->second.sequence != rr.sequence ||
+          back->second.name != rr.name)
+        add("subvolume-ref", "ROOT_REF of subvolume " + std::to_string(sub) + " in " + tree_name(parent) +
+                                 " has no matching ROOT_BACKREF", kRootTreeId, 0);
+      if (!live(sub))
+        add("subvolume-ref", "ROOT_REF names subvolume " + std::to_string(sub) + ", which does not exist", kRootTreeId, 0);
+      if (live(parent) && !unreadable_trees_.count(parent) && !subvol_entries_seen_.count(pc))
+        add("subvolume-ref", "subvolume " + std::to_string(sub) + " has a ROOT_REF but no directory entry in " +
+                                 tree_name(parent), kRootTreeId, 0);
+    }
+    for (auto& [cp, rr] : root_backrefs_)
+      if (!root_refs_.count({cp.second, cp.first}))
+        add("subvolume-ref", "ROOT_BACKREF of subvolume " + std::to_string(cp.first) + " has no ROOT_REF", kRootTreeId, 0);
+    std::map<uint64_t, int> names;
+    for (auto& [cp, rr] : root_backrefs_) names[cp.first]++;
+    for (auto& [id, ri] : roots_) {
+      if (id < kFirstSubvolumeId || !live(id)) continue;
+      if (names[id] > 1) add("subvolume-ref", "subvolume " + std::to_string(id) + " is named more than once", kRootTreeId, 0);
+      if (names[id] == 0) {
+        // Its data is consistent, but nothing leads to it.
+        add("subvolume-unnamed", "subvolume " + std::to_string(id) + " has no name in any directory", kRootTreeId, 0);
+        report_.problems.back().warning = true;
+      }
+    }
   }
 
  private:
@@ -369,6 +410,11 @@ class Checker {
         auto ri = RootItem::decode(d);
         if (!ri.ok() || k.objectid == kRootTreeId) return;
         roots_[k.objectid] = ri.value();
+      } else if (k.type == kRootRef || k.type == kRootBackref) {
+        auto rr = RootRefItem::decode(d);
+        if (!rr.ok()) return;
+        if (k.type == kRootRef) root_refs_[{k.objectid, k.offset}] = rr.value();
+        else root_backrefs_[{k.objectid, k.offset}] = rr.value();
       }
     } else if (tree == kExtentTreeId) {
       auto ei = ExtentItem::decode(d);
@@ -421,7 +467,7 @@ class Checker {
         auto ii = InodeItem::decode(d);
         if (!ii.ok()) return;
         report_.stats.inodes++;
-        fs.inodes.push_back({k.objectid, InodeSeen{ii->nlink, ii->mode, ii->nbytes, 0}});
+        fs.inodes.push_back({k.objectid, InodeSeen{ii->nlink, ii->mode, ii->nbytes, 0, ii->size, 0}});
         break;
       }
       case kInodeRef: {
@@ -439,7 +485,10 @@ class Checker {
         if (!visit_dir_entries(d, [&](const DirEntryView& de) { entries.push_back(de); })) return;
         for (const DirEntryView& de : entries) {
           if (name_hash(de.name) != k.offset) return;
-          if (k.type == kDirItem) fs.dir_items.push_back(fs.link(k.objectid, de.location.objectid, k.offset, de.name, de.type));
+          if (k.type == kDirItem) {
+            fs.dir_items.push_back(fs.link(k.objectid, de.location.objectid, k.offset, de.name, de.type));
+            fs.dir_items.back().subvol = de.location.type == kRootItem;
+          }
           if (k.type == kXattrItem && de.type == kXattrSpilled && de.data_len == 4)
             fs.spilled[{k.objectid, k.offset}] = {std::string(de.name), get_le32(de.data)};
         }
@@ -450,6 +499,9 @@ class Checker {
         DirEntryView one;
         if (!visit_dir_entries(d, [&](const DirEntryView& de) { one = de, n++; }) || n != 1) return;
         fs.dir_index.push_back(fs.link(k.objectid, one.location.objectid, k.offset, one.name, one.type));
+        fs.dir_index.back().subvol = one.location.type == kRootItem;
+        // A directory's items follow its inode item in key order.
+        if (!fs.inodes.empty() && fs.inodes.back().first == k.objectid) fs.inodes.back().second.name_bytes += one.name.size();
         break;
       }
       case kExtentData: {
@@ -729,6 +781,24 @@ class Checker {
       return uint64_t(b - a);
     };
     for (const NameLink& e : fs.dir_index) {
+      if (e.subvol) {
+        // A subvolume's entry: the ROOT_REF must say the same.
+        auto rr = root_refs_.find({tree, e.ino});
+        if (rr == root_refs_.end() || rr->second.dirid != e.dir || rr->second.sequence != e.index ||
+            rr->second.name != fs.name(e))
+          problem("subvolume-ref", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" names subvolume " +
+                                       std::to_string(e.ino) + " but its ROOT_REF disagrees or is missing", e.dir);
+        else
+          subvol_entries_seen_.insert({tree, e.ino});
+        NameLink probe = e;
+        probe.index = name_hash(fs.name(e));
+        auto di = std::lower_bound(fs.dir_items.begin(), fs.dir_items.end(), probe, dir_item_less);
+        const bool found = di != fs.dir_items.end() && di->dir == e.dir && fs.name(*di) == fs.name(e);
+        if (found) di->indexed = true;
+        if (!found || di->ino != e.ino || !di->subvol)
+          problem("dir-item", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" is in the index but not in the name hash items", e.dir);
+        continue;
+      }
       const InodeSeen* in = fs.inode(e.ino);
       if (!in) {
         problem("dangling-entry", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" points to missing " +
@@ -769,6 +839,10 @@ class Checker {
       if (S_ISREG(in.mode) && in.nbytes != in.referenced)
         problem("inode-nbytes", ino_s(ino) + " counts " + std::to_string(in.nbytes) + " bytes of extents, its items reference " +
                                     std::to_string(in.referenced), ino, in.referenced);
+      // A directory's size is twice the bytes of its names, as in btrfs.
+      if (S_ISDIR(in.mode) && in.size != 2 * in.name_bytes)
+        problem("dir-size", ino_s(ino) + " has size " + std::to_string(in.size) + ", its names make " +
+                                std::to_string(2 * in.name_bytes), ino, 2 * in.name_bytes);
       const uint64_t want = S_ISDIR(in.mode) ? 2 + count_of(subdirs, ino) : n;
       if (in.nlink != want && !(orphan && in.nlink == 0))
         problem("link-count", ino_s(ino) + " has link count " + std::to_string(in.nlink) + ", found " + std::to_string(want), ino, want);
@@ -790,6 +864,11 @@ class Checker {
   std::unique_ptr<ChunkMap> chunks_;
   std::vector<Chunk> chunk_items_;  // the chunk tree's items, in key order
   std::map<uint64_t, RootItem> roots_;
+  // Subvolume entries: ROOT_REF (parent, subvolume) and ROOT_BACKREF
+  // (subvolume, parent), and the (parent, subvolume) entries the
+  // namespace walk matched to their ROOT_REF.
+  std::map<std::pair<uint64_t, uint64_t>, RootRefItem> root_refs_, root_backrefs_;
+  std::set<std::pair<uint64_t, uint64_t>> subvol_entries_seen_;
   std::map<uint64_t, TreeBlockSeen> blocks_;
   std::map<uint64_t, TreeBlockSeen> meta_items_;
   std::vector<DataItemSeen> data_items_;  // by bytenr once sort_data_items ran (key order already)

@@ -84,7 +84,7 @@ Status fix_data_extents(Engine& e, const std::set<uint64_t>& bad, std::vector<st
 bool repairable(const Problem& p) {
   static const std::set<std::string> kCodes = {"link-count", "orphan-missing", "space-accounting", "superblock-copy",
                                                "superblock-stale", "extent-refs", "extent-backref", "extent-leak",
-                                               "space-cache", "inode-nbytes"};
+                                               "space-cache", "inode-nbytes", "dir-size"};
   return kCodes.count(p.code) != 0;
 }
 
@@ -100,6 +100,14 @@ Status repair_structures(Engine& e, const CheckReport& r, std::vector<std::strin
         return Status::Ok();
       }));
       changes->push_back("inode " + std::to_string(p.key.objectid) + ": link count set to " + std::to_string(want));
+    } else if (p.code == "dir-size" && p.has_key && e.has_tree(p.tree)) {
+      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
+        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
+        ii.size = p.expected;
+        b = ii.encode();
+        return Status::Ok();
+      }));
+      changes->push_back("directory " + std::to_string(p.key.objectid) + ": size set to " + std::to_string(p.expected));
     } else if (p.code == "inode-nbytes" && p.has_key && e.has_tree(p.tree)) {
       RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
         ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));

@@ -130,9 +130,10 @@ void Filesystem::note_unused(uint64_t ino) {
 
 Status Filesystem::write_inode_item(Inode& in) {
   in.item.transid = engine_->transid();
-  // The recorded size never runs ahead of the data on disk.
+  // A file's recorded size never runs ahead of its data on disk (a
+  // directory's size is its names': no data to wait for).
   InodeItem rec = in.item;
-  rec.size = std::min(in.item.size, in.disk_size);
+  if (in.is_reg()) rec.size = std::min(in.item.size, in.disk_size);
   RETURN_IF_ERROR(engine_->tree(in.root).update(Key{in.ino, kInodeItem, 0}, rec.encode()));
   in.dirty = false;
   return Status::Ok();
