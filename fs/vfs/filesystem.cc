@@ -67,10 +67,10 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->posix_acl_ = opts.posix_acl;
   fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
   fs->resident_bound_ = std::max<size_t>(opts.resident_inode_bound, 64);
-  std::lock_guard lk(fs->engine_->mutex());
   if (!opts.subvol.empty()) {
     ASSIGN_OR_RETURN(fs->root_vino_, resolve_subvolume(*fs->engine_, opts.subvol));
   }
+  std::lock_guard lk(fs->engine_->mutex());
   auto root = fs->get_inode(fs->root_vino_);
   if (!root.ok()) return root.status().with_context("reading the root directory");
   if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
@@ -166,7 +166,8 @@ Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn, boo
   // else left the transaction half-done and must never be committed.
   if (!st.ok() && st.code() != ENOENT && st.code() != EEXIST && st.code() != ENOTEMPTY && st.code() != ENOTDIR &&
       st.code() != EISDIR && st.code() != EINVAL && st.code() != ENAMETOOLONG && st.code() != EPERM &&
-      st.code() != ENODATA && st.code() != ERANGE && st.code() != EMLINK && st.code() != ENOSPC && st.code() != E2BIG)
+      st.code() != ENODATA && st.code() != ERANGE && st.code() != EMLINK && st.code() != ENOSPC && st.code() != E2BIG &&
+      st.code() != EROFS && st.code() != EXDEV && st.code() != EBUSY && st.code() != EACCES)
     engine_->abort(st);
   return st;
 }

@@ -191,7 +191,12 @@ Result<Entry> Filesystem::snapshot_subvolume(uint64_t source, uint64_t parent, c
 }
 
 Status Filesystem::delete_subvolume(uint64_t parent, const std::string& name, const Caller& c) {
+  // Written data first: a file being written back is in use, one written
+  // back is not (its pages leave the cache).
+  RETURN_IF_ERROR(writeback_->flush_all(true));
+  writeback_->workers().drain();
   std::lock_guard lk(engine_->mutex());
+  RETURN_IF_ERROR(flush_dirty_inodes());
   RETURN_IF_ERROR(modify(64, [&]() -> Status {
     ASSIGN_OR_RETURN(auto dir, get_inode(parent));
     if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
@@ -200,8 +205,10 @@ Status Filesystem::delete_subvolume(uint64_t parent, const std::string& name, co
     if (!e) return Status::NotFound();
     if (e->location.type != kRootItem) return Status::Invalid("not a subvolume");
     const uint64_t id = e->location.objectid;
-    ASSIGN_OR_RETURN(auto root, get_inode(vino_of(id, kFirstInode)));
-    if (c.uid != 0 && c.uid != root->item.uid) return Status::Error(EPERM, "only the owner of a subvolume deletes it");
+    {
+      ASSIGN_OR_RETURN(auto root, get_inode(vino_of(id, kFirstInode)));
+      if (c.uid != 0 && c.uid != root->item.uid) return Status::Error(EPERM, "only the owner of a subvolume deletes it");
+    }
     if (vino_of(id, kFirstInode) == root_vino_) return Status::Error(EBUSY, "the subvolume is the mount's root");
     // Subvolumes inside it first (btrfs refuses the same way).
     BTree rt = engine_->tree(kRootTreeId);
@@ -223,7 +230,6 @@ Status Filesystem::delete_subvolume(uint64_t parent, const std::string& name, co
         return Status::Error(EBUSY, "files of the subvolume are being written");
       mine.push_back(v);
     }
-    root.reset();
     RETURN_IF_ERROR(remove_subvolume_entry(*dir, name, id));
     RETURN_IF_ERROR(engine_->delete_tree(id));
     // The kernel's references to its inodes now find nothing (ESTALE).
