@@ -376,7 +376,7 @@ Status Engine::snapshot_tree(uint64_t src, uint64_t dst) {
   RootRef& s = roots_.at(src);
   RootRef d = s;
   d.id = dst;
-  d.flags = s.flags & ~kRootFlagDead;
+  d.flags = s.flags & ~(kRootFlagDead | kRootFlagReadOnly);  // a snapshot is writable unless asked
   d.last_snapshot = transid_;
   d.dirty = true;
   s.last_snapshot = transid_;

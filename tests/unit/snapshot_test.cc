@@ -10,6 +10,7 @@
 // reads as before, fsck checks the data references of both trees, and
 // deleting the snapshot frees exactly what only it held. And a crash at
 // every flush point of snapshots and drops.
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -336,4 +337,137 @@ TEST_CASE("A snapshot of the fs tree: the original changes, the snapshot does no
   auto rep = check_report(img.path);
   REQUIRE(rep.clean());
   CHECK(rep.stats.data_extents == 0);
+}
+
+namespace {
+// Files by subvolume (its name in the top level; "" is the top level).
+using Volumes = std::map<std::string, std::map<std::string, std::vector<char>>>;
+
+uint64_t dir_of(Filesystem& fs, const std::string& vol) {
+  if (vol.empty()) return kFirstInode;
+  auto e = fs.lookup(kFirstInode, vol);
+  REQUIRE(e.ok());
+  fs.forget(e->ino, 1);
+  return e->ino;
+}
+
+void check_volumes(Filesystem& fs, const Volumes& vols) {
+  for (auto& [vol, files] : vols) {
+    INFO("subvolume " << (vol.empty() ? "(top)" : vol));
+    const uint64_t dir = dir_of(fs, vol);
+    size_t regular = 0;
+    REQUIRE(fs.readdir(dir, 0, false, [&](const DirEntryOut& d) {
+                if (d.type == DT_REG) regular++;
+                return true;
+              }).ok());
+    REQUIRE(regular == files.size());
+    for (auto& [name, bytes] : files) {
+      auto e = fs.lookup(dir, name);
+      REQUIRE(e.ok());
+      std::vector<char> out(bytes.size() + 10);
+      auto r = fs.read(e->ino, 0, out.size(), out.data());
+      fs.forget(e->ino, 1);
+      REQUIRE(r.ok());
+      REQUIRE(r.value() == bytes.size());
+      REQUIRE(std::memcmp(out.data(), bytes.data(), bytes.size()) == 0);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("Subvolumes against a model: files, snapshots, deletions, remounts; fsck clean, space all returned",
+          "[snapshot][subvolume]") {
+  for (uint32_t seed : {3u, 4u}) {
+    DYNAMIC_SECTION("seed " << seed) {
+      std::mt19937 rng(seed);
+      TempImage img(256ULL << 20);
+      auto fs = img.mount();
+      Volumes vols{{"", {}}};
+      std::set<std::string> read_only;
+      int next = 0;
+      size_t refused = 0;
+      auto pick = [&]() {
+        auto it = vols.begin();
+        std::advance(it, long(rng() % vols.size()));
+        return it->first;
+      };
+      for (int step = 0; step < 150; step++) {
+        const unsigned op = rng() % 20;
+        const std::string vol = pick();
+        INFO("step " << step << " op " << op << " in " << (vol.empty() ? "(top)" : vol));
+        if (op < 11 && read_only.count(vol)) {
+          // A read-only snapshot refuses, and nothing else breaks.
+          auto e = fs->mknod(dir_of(*fs, vol), "new", S_IFREG | 0644, 0, Caller{});
+          REQUIRE(e.status().code() == EROFS);
+          refused++;
+          continue;
+        }
+        if (op < 9) {
+          const std::string name = "f" + std::to_string(rng() % 12);
+          auto& files = vols[vol];
+          const uint64_t dir = dir_of(*fs, vol);
+          auto data = pattern(size_t(1 + rng() % 60000), seed * 1000 + unsigned(step));
+          auto e = fs->lookup(dir, name);
+          if (!e.ok()) e = fs->mknod(dir, name, S_IFREG | 0644, 0, Caller{});
+          REQUIRE(e.ok());
+          const uint64_t at = files.count(name) && rng() % 2 ? rng() % (files[name].size() + 1) : 0;
+          REQUIRE(fs->write(e->ino, at, data.data(), data.size()).ok());
+          fs->forget(e->ino, 1);
+          auto& f = files[name];
+          if (f.size() < at + data.size()) f.resize(at + data.size());
+          std::copy(data.begin(), data.end(), f.begin() + long(at));
+        } else if (op < 11) {
+          auto& files = vols[vol];
+          if (files.empty()) continue;
+          auto it = files.begin();
+          std::advance(it, long(rng() % files.size()));
+          REQUIRE(fs->unlink(dir_of(*fs, vol), it->first).ok());
+          files.erase(it);
+        } else if (op < 13) {
+          const std::string name = "v" + std::to_string(next++);
+          REQUIRE(fs->create_subvolume(kFirstInode, name).ok());
+          fs->forget(dir_of(*fs, name), 1);
+          vols[name] = {};
+        } else if (op < 16) {
+          const std::string name = "s" + std::to_string(next++);
+          const bool ro = rng() % 4 == 0;
+          auto r = fs->snapshot_subvolume(dir_of(*fs, vol), kFirstInode, name, ro);
+          REQUIRE(r.ok());
+          fs->forget(r->ino, 1);
+          if (ro) read_only.insert(name);
+          // The top level's snapshot holds no other subvolume.
+          vols[name] = vols[vol];
+        } else if (op < 18 && !vol.empty()) {
+          REQUIRE(fs->delete_subvolume(kFirstInode, vol).ok());
+          vols.erase(vol);
+          read_only.erase(vol);
+        } else if (op == 19) {
+          REQUIRE(fs->unmount().ok());
+          fs.reset();
+          check_clean(img.path);
+          fs = img.mount();
+        }
+        if (step % 10 == 0) check_volumes(*fs, vols);
+      }
+      check_volumes(*fs, vols);
+      CHECK(refused > 0);
+      REQUIRE(fs->unmount().ok());
+      fs.reset();
+      check_clean(img.path);
+      // Everything deleted: every subvolume dropped, every extent gone.
+      fs = img.mount();
+      for (auto& [vol, files] : vols) {
+        if (vol.empty()) continue;
+        REQUIRE(fs->delete_subvolume(kFirstInode, vol).ok());
+      }
+      for (auto& [name, bytes] : vols[""]) REQUIRE(fs->unlink(kFirstInode, name).ok());
+      REQUIRE(fs->wait_subvolumes_dropped().ok());
+      REQUIRE(fs->unmount().ok());
+      fs.reset();
+      auto rep = check_report(img.path);
+      REQUIRE(rep.clean());
+      CHECK(rep.stats.data_extents == 0);
+      CHECK(rep.stats.trees == 5);  // root, chunk, extent, fs, checksum
+    }
+  }
 }
