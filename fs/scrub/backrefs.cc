@@ -51,6 +51,26 @@ std::vector<std::string> inode_paths(Engine& e, uint64_t root, uint64_t ino, siz
   return out;
 }
 
+std::optional<std::string> subvolume_path(Engine& e, uint64_t tree) {
+  std::string path;
+  BTree rt = e.tree(kRootTreeId);
+  for (int depth = 0; tree != kFsTreeId; depth++) {
+    if (depth > 4096) return std::nullopt;  // a damaged chain could loop
+    Cursor c = rt.cursor();
+    if (!c.seek(Key{tree, kRootBackref, 0}).ok() || !c.valid() || c.key().objectid != tree ||
+        c.key().type != kRootBackref)
+      return std::nullopt;
+    auto rr = RootRefItem::decode(c.data());
+    if (!rr.ok()) return std::nullopt;
+    const uint64_t parent = c.key().offset;
+    auto dirs = inode_paths(e, parent, rr->dirid, 1);
+    if (dirs.empty()) return std::nullopt;
+    path = (dirs[0] == "/" ? "" : dirs[0]) + "/" + rr->name + path;
+    tree = parent;
+  }
+  return path.empty() ? std::string("/") : path;
+}
+
 Result<std::vector<FileRange>> files_using(Engine& e, uint64_t ext_bytenr, uint64_t ext_len, uint64_t logical,
                                            uint64_t len) {
   ASSIGN_OR_RETURN(Bytes item, e.tree(kExtentTreeId).lookup(Key{ext_bytenr, kExtentItem, ext_len}));
@@ -91,6 +111,10 @@ Result<std::vector<FileRange>> files_using(Engine& e, uint64_t ext_bytenr, uint6
       r.root = root;
       r.ino = ino;
       r.paths = inode_paths(e, root, ino);
+      // Paths from the top level: a subvolume's start with its own path.
+      if (root != kFsTreeId)
+        if (auto sub = subvolume_path(e, root))
+          for (auto& p : r.paths) p = *sub + p;
       r.offset = file_off;
       r.length = hi - lo;
       out.push_back(std::move(r));

@@ -7,6 +7,7 @@
 // Thread-safety: callers hold the engine's mutex.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ struct FileRange {
 
 // Every path of inode `ino` in fs tree `root`, "/" being the root directory.
 std::vector<std::string> inode_paths(Engine& e, uint64_t root, uint64_t ino, size_t max_paths = 16);
+
+// Where subvolume `tree` is, from the top level ("/" for tree 5), through
+// its ROOT_BACKREF and the path of the directory holding its entry, up to
+// tree 5; nothing if a link of that chain is missing.
+std::optional<std::string> subvolume_path(Engine& e, uint64_t tree);
 
 // The files (and their byte ranges) that read [logical, logical + len),
 // which lies inside data extent [ext_bytenr, ext_bytenr + ext_len).

@@ -324,7 +324,6 @@ class Filesystem {
   Status rename_subvolume_entry(Inode& sdir, const std::string& name, Inode& ddir, const std::string& new_name,
                                 uint64_t tree);
   Result<std::shared_ptr<Inode>> new_subvolume_parent(uint64_t parent, const std::string& name);
-  Result<std::string> subvolume_path(uint64_t tree);
   Result<SubvolumeInfo> subvolume_info_locked(uint64_t tree);
   Status commit_locked();
   // The background drop of deleted subvolumes (a thread from mount to unmount).

@@ -295,20 +295,6 @@ Status Filesystem::wait_subvolumes_dropped() {
   }
 }
 
-Result<std::string> Filesystem::subvolume_path(uint64_t tree) {
-  std::string path;
-  for (int depth = 0; tree != kFsTreeId; depth++) {
-    if (depth > 4096) return Status::Corruption("subvolume loop");
-    ASSIGN_OR_RETURN(auto back, subvolume_backref(tree));
-    if (!back) return Status::NotFound("subvolume " + std::to_string(tree) + " has no entry");
-    auto dirs = inode_paths(*engine_, back->first, back->second.dirid, 1);
-    if (dirs.empty()) return Status::Corruption("subvolume " + std::to_string(tree) + "'s directory has no path");
-    path = (dirs[0] == "/" ? "" : dirs[0]) + "/" + back->second.name + path;
-    tree = back->first;
-  }
-  return path.empty() ? std::string("/") : path;
-}
-
 Result<SubvolumeInfo> Filesystem::subvolume_info_locked(uint64_t tree) {
   if (!engine_->has_tree(tree) || !is_subvolume_id(tree)) return Status::NotFound("no subvolume " + std::to_string(tree));
   const RootRef& r = engine_->root_ref(tree);
@@ -320,8 +306,7 @@ Result<SubvolumeInfo> Filesystem::subvolume_info_locked(uint64_t tree) {
   if (tree != kFsTreeId) {
     ASSIGN_OR_RETURN(auto back, subvolume_backref(tree));
     if (back) s.parent = back->first;
-    auto p = subvolume_path(tree);
-    if (p.ok()) s.path = p.value();
+    if (auto p = cairn::subvolume_path(*engine_, tree)) s.path = *p;
   } else {
     s.path = "/";
   }
