@@ -12,6 +12,7 @@
 //   cairnctl subvolume list [--json] MOUNTPOINT
 //   cairnctl subvolume show [--json] PATH
 //   cairnctl subvolume sync MOUNTPOINT
+//   cairnctl du [--json] PATH...
 // Exit status: 0 no uncorrectable errors; 3 uncorrectable errors remain;
 // 1 operational failure; 2 usage.
 #include <fcntl.h>
@@ -501,6 +502,48 @@ int subvolume_show(const std::string& path, bool as_json) {
   return kOk;
 }
 
+// cairnctl du: every regular file named or below a named directory.
+int du(const std::vector<std::string>& paths, bool as_json) {
+  json all = json::array();
+  uint64_t total = 0, exclusive = 0;
+  int rc = kOk;
+  for (const auto& p : paths) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    auto st = std::filesystem::symlink_status(p, ec);
+    if (ec) {
+      std::cerr << "cairnctl: " << p << ": " << ec.message() << "\n";
+      rc = kFailed;
+      continue;
+    }
+    if (std::filesystem::is_directory(st)) {
+      for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != std::filesystem::end(it);
+           it.increment(ec))
+        if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
+    } else if (std::filesystem::is_regular_file(st)) {
+      files.push_back(p);
+    }
+    uint64_t t = 0, x = 0;
+    for (const auto& f : files) {
+      auto r = control(f, CAIRN_IOC_FILE_SPACE);
+      if (!r.ok()) {
+        std::cerr << "cairnctl: " << r.status().message() << "\n";
+        rc = kFailed;
+        continue;
+      }
+      t += r.value()["referenced_bytes"].get<uint64_t>();
+      x += r.value()["exclusive_bytes"].get<uint64_t>();
+    }
+    total += t;
+    exclusive += x;
+    all.push_back({{"path", p}, {"files", files.size()}, {"referenced_bytes", t}, {"exclusive_bytes", x},
+                   {"shared_bytes", t - x}});
+    if (!as_json) std::cout << mib(t) << " total, " << mib(x) << " exclusive, " << mib(t - x) << " shared\t" << p << "\n";
+  }
+  if (as_json) std::cout << json{{"paths", all}, {"referenced_bytes", total}, {"exclusive_bytes", exclusive}}.dump(2) << "\n";
+  return rc;
+}
+
 int subvolume_sync(const std::string& mnt) {
   auto r = control(mnt, CAIRN_IOC_SUBVOL_SYNC);
   if (!r.ok()) return fail(subvol_error(mnt, r.status()));
@@ -577,6 +620,11 @@ int main(int argc, char** argv) {
   auto* sv_sync = sv->add_subcommand("sync", "Wait until deleted subvolumes have given back their space");
   sv_sync->add_option("MOUNTPOINT", sv_path, "The mount point")->required();
 
+  auto* du_cmd = app.add_subcommand("du", "Data of files: total, exclusive (only they hold it) and shared");
+  std::vector<std::string> du_paths;
+  du_cmd->add_option("PATH", du_paths, "Files or directories on a mounted Cairn filesystem")->required();
+  du_cmd->add_flag("--json", as_json, "Machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -594,6 +642,7 @@ int main(int argc, char** argv) {
   if (*sv_list) return subvolume_list(sv_path, as_json);
   if (*sv_show) return subvolume_show(sv_path, as_json);
   if (*sv_sync) return subvolume_sync(sv_path);
+  if (*du_cmd) return du(du_paths, as_json);
   if (*sc_start) return scrub_online(target, false, wait, limit, as_json);
   if (*sc_resume) return scrub_online(target, true, wait, limit, as_json);
   if (*sc_status) return scrub_status(target, as_json);

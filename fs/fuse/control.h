@@ -37,5 +37,8 @@ constexpr size_t kCtlBufferSize = 16000;  // the largest a restricted FUSE ioctl
 #define CAIRN_IOC_SUBVOL_LIST _IOC(_IOC_READ, 0xCA, 10, cairn::kCtlBufferSize)
 #define CAIRN_IOC_SUBVOL_SHOW _IOC(_IOC_READ, 0xCA, 11, cairn::kCtlBufferSize)
 #define CAIRN_IOC_SUBVOL_SYNC _IOC(_IOC_READ, 0xCA, 12, cairn::kCtlBufferSize)
+// On a regular file anyone may open: its data's referenced, exclusive and
+// shared bytes (cairnctl du).
+#define CAIRN_IOC_FILE_SPACE _IOC(_IOC_READ, 0xCA, 13, cairn::kCtlBufferSize)
 
 }  // namespace cairn

@@ -596,6 +596,13 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file
               const void* in_buf, size_t in_bufsz, size_t out_bufsz) {
   if (flags & FUSE_IOCTL_COMPAT) return void(fuse_reply_err(req, ENOSYS));
   if (cmd == CAIRN_IOC_VERIFY) return verify_file(req, ino, out_bufsz);
+  if (cmd == CAIRN_IOC_FILE_SPACE) {
+    auto r = fsys(req).file_space(in_ino(ino));
+    if (!r.ok()) return reply_err(req, r.status());
+    return reply_json(req,
+                      {{"referenced_bytes", r->first}, {"exclusive_bytes", r->second}, {"shared_bytes", r->first - r->second}},
+                      out_bufsz);
+  }
   if (cmd == CAIRN_IOC_SUBVOL_CREATE || cmd == CAIRN_IOC_SUBVOL_SNAPSHOT || cmd == CAIRN_IOC_SUBVOL_DELETE ||
       cmd == CAIRN_IOC_SUBVOL_LIST || cmd == CAIRN_IOC_SUBVOL_SHOW || cmd == CAIRN_IOC_SUBVOL_SYNC)
     return subvolume_ioctl(req, ino, cmd, in_buf, in_bufsz, out_bufsz);

@@ -13,6 +13,9 @@ struct Walk {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> own;  // extent -> references from unshared leaves
   std::set<std::pair<uint64_t, uint64_t>> shared;         // extents referenced from shared leaves
 
+  // Only the items in [lo, hi] (a whole tree by default).
+  Key lo = Key::Min(), hi = Key::Max();
+
   Status visit(const NodePtr& n, bool shared_above) {
     bool is_shared = shared_above;
     if (!is_shared && last_snapshot && n->generation < last_snapshot) {
@@ -21,7 +24,7 @@ struct Walk {
     }
     if (n->is_leaf()) {
       for (size_t i = 0; i < n->keys.size(); i++) {
-        if (n->keys[i].type != kExtentData) continue;
+        if (n->keys[i].type != kExtentData || n->keys[i] < lo || hi < n->keys[i]) continue;
         ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(n->items[i]));
         if (fe.type == kFileExtentInline || fe.disk_bytenr == 0) continue;
         const std::pair<uint64_t, uint64_t> ext{fe.disk_bytenr, fe.disk_num_bytes};
@@ -31,6 +34,9 @@ struct Walk {
       return Status::Ok();
     }
     for (int s = 0; s < int(n->ptrs.size()); s++) {
+      // Child s holds keys from keys[s] up to (not including) keys[s + 1].
+      if (hi < n->keys[size_t(s)]) break;
+      if (size_t(s) + 1 < n->keys.size() && !(lo < n->keys[size_t(s) + 1])) continue;
       ASSIGN_OR_RETURN(NodePtr c, t.read_child(*n, s));
       RETURN_IF_ERROR(visit(c, is_shared));
     }
@@ -39,8 +45,14 @@ struct Walk {
 };
 }  // namespace
 
-Result<TreeSpace> tree_data_space(Engine& e, uint64_t tree) {
-  Walk w{e, e.tree(tree), e.root_ref(tree).last_snapshot, {}, {}};
+Result<TreeSpace> tree_data_space(Engine& e, uint64_t tree) { return data_space_of(e, tree, Key::Min(), Key::Max()); }
+
+Result<TreeSpace> file_data_space(Engine& e, uint64_t tree, uint64_t ino) {
+  return data_space_of(e, tree, Key{ino, kExtentData, 0}, Key{ino, kExtentData, ~0ULL});
+}
+
+Result<TreeSpace> data_space_of(Engine& e, uint64_t tree, const Key& lo, const Key& hi) {
+  Walk w{e, e.tree(tree), e.root_ref(tree).last_snapshot, {}, {}, lo, hi};
   ASSIGN_OR_RETURN(NodePtr root, w.t.read_root());
   RETURN_IF_ERROR(w.visit(root, false));
   TreeSpace s;

@@ -18,5 +18,10 @@ struct TreeSpace {
 // extent is exclusive when every one of its references comes from this
 // tree's unshared leaves.
 Result<TreeSpace> tree_data_space(Engine& e, uint64_t tree);
+// The same for one file (`cairnctl du`): its extents, and those only it
+// references (reflinked or snapshotted blocks are shared).
+Result<TreeSpace> file_data_space(Engine& e, uint64_t tree, uint64_t ino);
+// Either, for the file extent items in [lo, hi].
+Result<TreeSpace> data_space_of(Engine& e, uint64_t tree, const Key& lo, const Key& hi);
 
 }  // namespace cairn

@@ -230,6 +230,8 @@ class Filesystem {
   Result<std::vector<SubvolumeInfo>> list_subvolumes();
   // The subvolume holding `ino`, with its space (walks the whole tree).
   Result<SubvolumeInfo> subvolume_show(uint64_t ino);
+  // A file's data: referenced and exclusive bytes (cairnctl du).
+  Result<std::pair<uint64_t, uint64_t>> file_space(uint64_t ino);
   // A few steps of the background drop (true: more to do). For tests.
   Result<bool> drop_dead_subvolumes(size_t steps);
   // The root directory of the subvolume at `path` from the top level

@@ -324,6 +324,19 @@ Result<std::vector<SubvolumeInfo>> Filesystem::list_subvolumes() {
   return out;
 }
 
+Result<std::pair<uint64_t, uint64_t>> Filesystem::file_space(uint64_t vino) {
+  // What is on disk: written back first.
+  std::shared_ptr<Inode> in;
+  {
+    std::lock_guard lk(engine_->mutex());
+    ASSIGN_OR_RETURN(in, get_inode(vino));
+  }
+  if (in->is_reg()) RETURN_IF_ERROR(writeback_->flush_inode(in, true));
+  std::lock_guard lk(engine_->mutex());
+  ASSIGN_OR_RETURN(TreeSpace s, file_data_space(*engine_, in->root, in->ino));
+  return std::pair{s.referenced, s.exclusive};
+}
+
 Result<SubvolumeInfo> Filesystem::subvolume_show(uint64_t vino) {
   std::lock_guard lk(engine_->mutex());
   const uint64_t tree = root_of_vino(vino);
