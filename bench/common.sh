@@ -35,3 +35,19 @@ meminfo_kb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
 # Bytes of FILE in the host's page cache.
 cached_bytes() { fincore -b -n -o RES "$1" 2>/dev/null | awk '{ printf "%.0f\n", $1 }'; }
 machine_line() { printf 'machine: %s cores, kernel %s, backing fs %s\n' "$(nproc)" "$(uname -r)" "$(df -T "$DIR" | awk 'NR==2 {print $2}')"; }
+
+# The scripts' image $IMG (Cairn through FUSE, or a kernel filesystem on a
+# loop device) at $MNT: mount_sys SYSTEM [CAIRN-OPTIONS]; umount_sys SYSTEM
+# (waits until the daemon has let go of the image).
+mount_sys() {
+  case $1 in
+  cairn) "$BUILD/cairn" "$IMG" "$MNT" ${2:+-o "$2"} ;;
+  *) LOOP=$(losetup -f --show "$IMG"); mount "$LOOP" "$MNT" ;;
+  esac
+}
+umount_sys() {
+  case $1 in
+  cairn) fusermount3 -u "$MNT"; flock -w 600 "$IMG" true ;;
+  *) umount "$MNT"; losetup -d "$LOOP"; LOOP= ;;
+  esac
+}

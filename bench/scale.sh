@@ -46,18 +46,6 @@ mkfs_sys() {  # SYSTEM FILES
   btrfs) mkfs.btrfs -q -f "$IMG" >/dev/null ;;
   esac
 }
-mount_sys() {  # SYSTEM [CAIRN-OPTIONS]
-  case $1 in
-  cairn) "$BUILD/cairn" "$IMG" "$MNT" ${2:+-o "$2"} ;;
-  *) LOOP=$(losetup -f --show "$IMG"); mount "$LOOP" "$MNT" ;;
-  esac
-}
-umount_sys() {
-  case $1 in
-  cairn) fusermount3 -u "$MNT"; flock -w 600 "$IMG" true ;;
-  *) umount "$MNT"; losetup -d "$LOOP"; LOOP= ;;
-  esac
-}
 # tm CMD...: run it here (not in a subshell: mount_sys sets LOOP), seconds in T
 tm() { local t0; t0=$(now); "$@" >/dev/null; T=$(echo "$(now) - $t0" | bc -l | xargs printf '%.3f'); }
 timed() { tm "$@"; echo "$T"; }

@@ -28,18 +28,6 @@ mkfs_sys() {
   btrfs) mkfs.btrfs -q -f "$IMG" >/dev/null ;;
   esac
 }
-mount_sys() {
-  case $1 in
-  cairn) "$BUILD/cairn" "$IMG" "$MNT" ;;
-  *) LOOP=$(losetup -f --show "$IMG"); mount "$LOOP" "$MNT" ;;
-  esac
-}
-umount_sys() {
-  case $1 in
-  cairn) fusermount3 -u "$MNT"; flock -w 600 "$IMG" true ;;
-  *) umount "$MNT"; losetup -d "$LOOP"; LOOP= ;;
-  esac
-}
 sv() {  # SYSTEM create|snapshot|delete|sync ARGS
   local sys=$1 op=$2; shift 2
   case $sys in

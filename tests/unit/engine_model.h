@@ -24,9 +24,9 @@ inline std::unique_ptr<Engine> open_engine_with(std::shared_ptr<BlockDevice> dev
   return std::move(e).value();
 }
 
-inline KvModel dump_kv(Engine& e) {
+inline KvModel dump_kv(Engine& e, uint64_t tree = kTestTree) {
   KvModel m;
-  BTree t = e.tree(kTestTree);
+  BTree t = e.tree(tree);
   Cursor c = t.cursor();
   REQUIRE(c.seek(Key::Min()).ok());
   for (; c.valid(); c.advance()) m[c.key()] = c.data();

@@ -35,16 +35,6 @@ namespace {
 
 using Trees = std::map<uint64_t, KvModel>;
 
-KvModel dump_tree(Engine& e, uint64_t id) {
-  KvModel m;
-  BTree t = e.tree(id);
-  Cursor c = t.cursor();
-  REQUIRE(c.seek(Key::Min()).ok());
-  for (; c.valid(); c.advance()) m[c.key()] = c.data();
-  REQUIRE(c.status().ok());
-  return m;
-}
-
 void require_fsck_clean(BlockDevice& dev) {
   auto rep = check_filesystem(dev);
   REQUIRE(rep.ok());
@@ -132,7 +122,7 @@ TEST_CASE("Snapshots share blocks: random changes, snapshots and drops against a
         REQUIRE(e->commit().ok());
         INFO("transaction " << txn << ", " << trees.size() << " trees, " << dead.size() << " dead");
         require_fsck_clean(*dev);
-        for (auto& [id, m] : trees) REQUIRE(dump_tree(*e, id) == m);
+        for (auto& [id, m] : trees) REQUIRE(dump_kv(*e, id) == m);
       }
       CHECK(next_id - kTestTree > 5);
       // Everything but one tree deleted and dropped: the nodes left are
@@ -154,7 +144,7 @@ TEST_CASE("Snapshots share blocks: random changes, snapshots and drops against a
         }
         REQUIRE(e->commit().ok());
         REQUIRE(e->dead_trees().empty());
-        REQUIRE(dump_tree(*e, keep) == trees[keep]);
+        REQUIRE(dump_kv(*e, keep) == trees[keep]);
         CHECK(metadata_items(*e) > empty_nodes);
       }
       require_fsck_clean(*dev);
@@ -162,7 +152,7 @@ TEST_CASE("Snapshots share blocks: random changes, snapshots and drops against a
       e.reset();
       auto e2 = open_engine(dev);
       std::lock_guard lk(e2->mutex());
-      REQUIRE(dump_tree(*e2, trees.begin()->first) == trees.begin()->second);
+      REQUIRE(dump_kv(*e2, trees.begin()->first) == trees.begin()->second);
     }
   }
 }
@@ -206,7 +196,7 @@ TEST_CASE("Snapshots: a crash at every flush point of snapshots and drops leaves
     const uint64_t gen = e->last_committed();
     REQUIRE(gen >= durable);
     REQUIRE(at_gen.count(gen));
-    for (auto& [id, m] : at_gen[gen]) REQUIRE(dump_tree(*e, id) == m);
+    for (auto& [id, m] : at_gen[gen]) REQUIRE(dump_kv(*e, id) == m);
     matched++;
   });
   CHECK(images >= 40);
