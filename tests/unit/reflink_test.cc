@@ -198,7 +198,7 @@ TEST_CASE("Reflinks against a model: clones, writes, truncates, punches, deletio
   }
 }
 
-TEST_CASE("A clone takes no data space; a write to it takes its blocks; space returns with the last reference",
+TEST_CASE("A clone takes no data space, a write to it takes its blocks, space returns with the last reference",
           "[reflink]") {
   TempImage img(256ULL << 20);
   auto fs = img.mount();

@@ -203,7 +203,7 @@ TEST_CASE("Snapshots: a crash at every flush point of snapshots and drops leaves
   CHECK(matched == images);
 }
 
-TEST_CASE("A snapshot of the fs tree: the original changes, the snapshot does not; deleting it frees what only it held",
+TEST_CASE("A snapshot of the fs tree: the original changes, the snapshot does not, and deleting it frees what only it held",
           "[snapshot]") {
   TempImage img(256ULL << 20);
   std::map<std::string, std::vector<char>> before;
@@ -365,7 +365,7 @@ void check_volumes(Filesystem& fs, const Volumes& vols) {
 }
 }  // namespace
 
-TEST_CASE("Subvolumes against a model: files, snapshots, deletions, remounts; fsck clean, space all returned",
+TEST_CASE("Subvolumes against a model: files, snapshots, deletions, remounts, fsck clean, space all returned",
           "[snapshot][subvolume]") {
   for (uint32_t seed : {3u, 4u}) {
     DYNAMIC_SECTION("seed " << seed) {
