@@ -270,20 +270,30 @@ int scrub_offline(const std::string& image, double limit_mib, bool read_only, bo
 }
 
 // cairnctl verify: every regular file named or under a named directory.
+// `path` if it is a regular file, or every regular file below it (symbolic
+// links not followed); an error message if it cannot be read.
+Result<std::vector<std::string>> regular_files(const std::string& path) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  auto st = std::filesystem::symlink_status(path, ec);
+  if (ec) return Status::Error(EIO, path + ": " + ec.message());
+  if (std::filesystem::is_directory(st)) {
+    for (auto it = std::filesystem::recursive_directory_iterator(path, ec); !ec && it != std::filesystem::end(it);
+         it.increment(ec))
+      if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
+    if (ec) return Status::Error(EIO, path + ": " + ec.message());
+  } else if (std::filesystem::is_regular_file(st)) {
+    files.push_back(path);
+  }
+  return files;
+}
+
 int verify(const std::vector<std::string>& paths, bool as_json) {
   std::vector<std::string> files;
   for (const auto& p : paths) {
-    std::error_code ec;
-    auto st = std::filesystem::symlink_status(p, ec);
-    if (ec) return fail(p + ": " + ec.message());
-    if (std::filesystem::is_directory(st)) {
-      for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != std::filesystem::end(it);
-           it.increment(ec))
-        if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
-      if (ec) return fail(p + ": " + ec.message());
-    } else if (std::filesystem::is_regular_file(st)) {
-      files.push_back(p);
-    }
+    auto found = regular_files(p);
+    if (!found.ok()) return fail(found.status().message());
+    files.insert(files.end(), found->begin(), found->end());
   }
   json all = json::array();
   uint64_t bytes = 0, found = 0, corrected = 0, unc = 0, failed = 0;
@@ -508,21 +518,13 @@ int du(const std::vector<std::string>& paths, bool as_json) {
   uint64_t total = 0, exclusive = 0;
   int rc = kOk;
   for (const auto& p : paths) {
-    std::vector<std::string> files;
-    std::error_code ec;
-    auto st = std::filesystem::symlink_status(p, ec);
-    if (ec) {
-      std::cerr << "cairnctl: " << p << ": " << ec.message() << "\n";
+    auto found = regular_files(p);
+    if (!found.ok()) {
+      std::cerr << "cairnctl: " << found.status().message() << "\n";
       rc = kFailed;
       continue;
     }
-    if (std::filesystem::is_directory(st)) {
-      for (auto it = std::filesystem::recursive_directory_iterator(p, ec); !ec && it != std::filesystem::end(it);
-           it.increment(ec))
-        if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path());
-    } else if (std::filesystem::is_regular_file(st)) {
-      files.push_back(p);
-    }
+    const std::vector<std::string>& files = found.value();
     uint64_t t = 0, x = 0;
     for (const auto& f : files) {
       auto r = control(f, CAIRN_IOC_FILE_SPACE);

@@ -81,6 +81,17 @@ Status fix_data_extents(Engine& e, const std::set<uint64_t>& bad, std::vector<st
 
 }  // namespace
 
+// Rewrite the inode item a problem names, changed by `fix`.
+template <typename Fix>
+Status fix_inode(Engine& e, const Problem& p, Fix&& fix) {
+  return e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
+    ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
+    fix(ii);
+    b = ii.encode();
+    return Status::Ok();
+  });
+}
+
 bool repairable(const Problem& p) {
   static const std::set<std::string> kCodes = {"link-count", "orphan-missing", "space-accounting", "superblock-copy",
                                                "superblock-stale", "extent-refs", "extent-backref", "extent-leak",
@@ -93,28 +104,13 @@ Status repair_structures(Engine& e, const CheckReport& r, std::vector<std::strin
   for (const Problem& p : r.problems) {
     if (p.code == "link-count" && p.has_key && e.has_tree(p.tree)) {
       const uint32_t want = uint32_t(p.expected);
-      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
-        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
-        ii.nlink = want;
-        b = ii.encode();
-        return Status::Ok();
-      }));
+      RETURN_IF_ERROR(fix_inode(e, p, [&](InodeItem& ii) { ii.nlink = want; }));
       changes->push_back("inode " + std::to_string(p.key.objectid) + ": link count set to " + std::to_string(want));
     } else if (p.code == "dir-size" && p.has_key && e.has_tree(p.tree)) {
-      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
-        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
-        ii.size = p.expected;
-        b = ii.encode();
-        return Status::Ok();
-      }));
+      RETURN_IF_ERROR(fix_inode(e, p, [&](InodeItem& ii) { ii.size = p.expected; }));
       changes->push_back("directory " + std::to_string(p.key.objectid) + ": size set to " + std::to_string(p.expected));
     } else if (p.code == "inode-nbytes" && p.has_key && e.has_tree(p.tree)) {
-      RETURN_IF_ERROR(e.tree(p.tree).modify(Key{p.key.objectid, kInodeItem, 0}, [&](Bytes& b) -> Status {
-        ASSIGN_OR_RETURN(InodeItem ii, InodeItem::decode(b));
-        ii.nbytes = p.expected;
-        b = ii.encode();
-        return Status::Ok();
-      }));
+      RETURN_IF_ERROR(fix_inode(e, p, [&](InodeItem& ii) { ii.nbytes = p.expected; }));
       changes->push_back("inode " + std::to_string(p.key.objectid) + ": space in use set to " +
                          std::to_string(p.expected) + " bytes");
     } else if (p.code == "orphan-missing" && p.has_key && e.has_tree(p.tree)) {

@@ -294,6 +294,9 @@ class Filesystem {
   void evict_unused();
   Status delete_inode(Inode& in);
   Status process_orphans();
+  // The directory `parent` when a new `name` may go there (a valid name,
+  // a live writable directory without it).
+  Result<std::shared_ptr<Inode>> dir_for_new_name(uint64_t parent, const std::string& name);
   Result<Entry> create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                               const Caller& c, const std::string* symlink_target);
   Status chmod_acl(Inode& in);
@@ -325,7 +328,10 @@ class Filesystem {
   Status remove_subvolume_entry(Inode& dir, const std::string& name, uint64_t tree);
   Status rename_subvolume_entry(Inode& sdir, const std::string& name, Inode& ddir, const std::string& new_name,
                                 uint64_t tree);
-  Result<std::shared_ptr<Inode>> new_subvolume_parent(uint64_t parent, const std::string& name);
+  // The subvolumes whose entries are in `tree`: (id, entry).
+  Result<std::vector<std::pair<uint64_t, RootRefItem>>> nested_subvolumes(uint64_t tree);
+  // A new subvolume's root, with the lookup reference its creator returns.
+  Result<Entry> subvolume_root_entry(uint64_t tree);
   Result<SubvolumeInfo> subvolume_info_locked(uint64_t tree);
   Status commit_locked();
   // The background drop of deleted subvolumes (a thread from mount to unmount).

@@ -166,18 +166,24 @@ Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rde
   return in;
 }
 
+Result<std::shared_ptr<Inode>> Filesystem::dir_for_new_name(uint64_t parent, const std::string& name) {
+  RETURN_IF_ERROR(check_name(name));
+  ASSIGN_OR_RETURN(auto dir, get_inode(parent));
+  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
+  if (dir->item.nlink == 0) return Status::NotFound("directory was removed");
+  RETURN_IF_ERROR(writable(*dir));
+  ASSIGN_OR_RETURN(auto existing, find_entry(*dir, name));
+  if (existing) return Status::Error(EEXIST, "exists");
+  return dir;
+}
+
 Result<Entry> Filesystem::create_common(uint64_t parent, const std::string& name, uint32_t mode, uint64_t rdev,
                                         const Caller& c, const std::string* target) {
   RETURN_IF_ERROR(check_name(name));
   std::lock_guard lk(engine_->mutex());
   Entry out;
   RETURN_IF_ERROR(modify(48, [&]() -> Status {
-    ASSIGN_OR_RETURN(auto dir, get_inode(parent));
-    if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-    if (dir->item.nlink == 0) return Status::NotFound("directory was removed");
-    RETURN_IF_ERROR(writable(*dir));
-    ASSIGN_OR_RETURN(auto existing, find_entry(*dir, name));
-    if (existing) return Status::Error(EEXIST, "exists");
+    ASSIGN_OR_RETURN(auto dir, dir_for_new_name(parent, name));
     if (S_ISDIR(mode) && dir->item.nlink >= kLinkMax) return Status::Error(EMLINK, "too many links");
     ASSIGN_OR_RETURN(auto child, new_inode(mode, rdev, c, *dir));
     uint32_t final_mode = child->item.mode;

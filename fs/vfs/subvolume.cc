@@ -111,30 +111,37 @@ Status Filesystem::rename_subvolume_entry(Inode& sdir, const std::string& name, 
   return add_subvolume_entry(ddir, new_name, tree);
 }
 
-Result<std::shared_ptr<Inode>> Filesystem::new_subvolume_parent(uint64_t parent, const std::string& name) {
-  RETURN_IF_ERROR(check_name(name));
-  ASSIGN_OR_RETURN(auto dir, get_inode(parent));
-  if (!dir->is_dir()) return Status::Error(ENOTDIR, "not a directory");
-  if (dir->item.nlink == 0) return Status::NotFound("directory was removed");
-  RETURN_IF_ERROR(writable(*dir));
-  ASSIGN_OR_RETURN(auto existing, find_entry(*dir, name));
-  if (existing) return Status::Error(EEXIST, "exists");
-  return dir;
+Result<std::vector<std::pair<uint64_t, RootRefItem>>> Filesystem::nested_subvolumes(uint64_t tree) {
+  std::vector<std::pair<uint64_t, RootRefItem>> out;
+  BTree rt = engine_->tree(kRootTreeId);
+  Cursor cur = rt.cursor();
+  RETURN_IF_ERROR(cur.seek(Key{tree, kRootRef, 0}));
+  for (; cur.valid() && cur.key().objectid == tree && cur.key().type == kRootRef; cur.advance()) {
+    ASSIGN_OR_RETURN(RootRefItem rr, RootRefItem::decode(cur.data()));
+    out.emplace_back(cur.key().offset, rr);
+  }
+  RETURN_IF_ERROR(cur.status());
+  return out;
+}
+
+Result<Entry> Filesystem::subvolume_root_entry(uint64_t tree) {
+  // A lookup reference, as a creating request gives the kernel.
+  ASSIGN_OR_RETURN(auto root, get_inode(vino_of(tree, kFirstInode)));
+  root->nlookup++;
+  return entry_of(*root);
 }
 
 Result<Entry> Filesystem::create_subvolume(uint64_t parent, const std::string& name, const Caller& c) {
   std::lock_guard lk(engine_->mutex());
   Entry out;
   RETURN_IF_ERROR(modify(64, [&]() -> Status {
-    ASSIGN_OR_RETURN(auto dir, new_subvolume_parent(parent, name));
+    ASSIGN_OR_RETURN(auto dir, dir_for_new_name(parent, name));
     const uint64_t id = next_subvolume_id();
     if (root_of_vino(vino_of(id, kFirstInode)) != id) return Status::NoSpace("no subvolume ids left");
     RETURN_IF_ERROR(engine_->create_tree(id, 0));
     RETURN_IF_ERROR(engine_->init_root_directory(id, S_IFDIR | 0755, c.uid, c.gid));
     RETURN_IF_ERROR(add_subvolume_entry(*dir, name, id));
-    ASSIGN_OR_RETURN(auto root, get_inode(vino_of(id, kFirstInode)));
-    root->nlookup++;
-    out = entry_of(*root);
+    ASSIGN_OR_RETURN(out, subvolume_root_entry(id));
     return Status::Ok();
   }));
   RETURN_IF_ERROR(commit_locked());
@@ -153,25 +160,15 @@ Result<Entry> Filesystem::snapshot_subvolume(uint64_t source, uint64_t parent, c
   RETURN_IF_ERROR(modify(128, [&]() -> Status {
     ASSIGN_OR_RETURN(auto src, get_inode(source));
     if (c.uid != 0 && c.uid != src->item.uid) return Status::Error(EPERM, "only the owner of a subvolume snapshots it");
-    ASSIGN_OR_RETURN(auto dir, new_subvolume_parent(parent, name));
+    ASSIGN_OR_RETURN(auto dir, dir_for_new_name(parent, name));
     const uint64_t id = next_subvolume_id();
     if (root_of_vino(vino_of(id, kFirstInode)) != id) return Status::NoSpace("no subvolume ids left");
     RETURN_IF_ERROR(flush_dirty_inodes());
     RETURN_IF_ERROR(engine_->snapshot_tree(src_tree, id));
     // Subvolumes inside the source are not part of it (as in btrfs): their
     // entries are taken out of the snapshot.
-    BTree rt = engine_->tree(kRootTreeId);
-    std::vector<RootRefItem> nested;
-    {
-      Cursor cur = rt.cursor();
-      RETURN_IF_ERROR(cur.seek(Key{src_tree, kRootRef, 0}));
-      for (; cur.valid() && cur.key().objectid == src_tree && cur.key().type == kRootRef; cur.advance()) {
-        ASSIGN_OR_RETURN(RootRefItem rr, RootRefItem::decode(cur.data()));
-        nested.push_back(rr);
-      }
-      RETURN_IF_ERROR(cur.status());
-    }
-    for (const RootRefItem& rr : nested) {
+    ASSIGN_OR_RETURN(auto nested, nested_subvolumes(src_tree));
+    for (const auto& [sub, rr] : nested) {
       ASSIGN_OR_RETURN(auto d, get_inode(vino_of(id, rr.dirid)));
       RETURN_IF_ERROR(erase_dir_entry(*d, rr.name, rr.sequence));
     }
@@ -181,9 +178,7 @@ Result<Entry> Filesystem::snapshot_subvolume(uint64_t source, uint64_t parent, c
     }
     ASSIGN_OR_RETURN(dir, get_inode(parent));  // the snapshot's commit may have written it
     RETURN_IF_ERROR(add_subvolume_entry(*dir, name, id));
-    ASSIGN_OR_RETURN(auto root, get_inode(vino_of(id, kFirstInode)));
-    root->nlookup++;
-    out = entry_of(*root);
+    ASSIGN_OR_RETURN(out, subvolume_root_entry(id));
     return Status::Ok();
   }));
   RETURN_IF_ERROR(commit_locked());
@@ -211,14 +206,8 @@ Status Filesystem::delete_subvolume(uint64_t parent, const std::string& name, co
     }
     if (vino_of(id, kFirstInode) == root_vino_) return Status::Error(EBUSY, "the subvolume is the mount's root");
     // Subvolumes inside it first (btrfs refuses the same way).
-    BTree rt = engine_->tree(kRootTreeId);
-    {
-      Cursor cur = rt.cursor();
-      RETURN_IF_ERROR(cur.seek(Key{id, kRootRef, 0}));
-      RETURN_IF_ERROR(cur.status());
-      if (cur.valid() && cur.key().objectid == id && cur.key().type == kRootRef)
-        return Status::Error(ENOTEMPTY, "the subvolume holds other subvolumes");
-    }
+    ASSIGN_OR_RETURN(auto nested, nested_subvolumes(id));
+    if (!nested.empty()) return Status::Error(ENOTEMPTY, "the subvolume holds other subvolumes");
     // Nothing of it may be in use: its tree stops being readable now.
     std::vector<uint64_t> mine;
     for (auto& [v, in] : inodes_) {
