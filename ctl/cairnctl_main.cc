@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -155,7 +156,7 @@ int stats(const std::string& mnt, bool as_json) {
   }
   std::cout << "device:      " << (*j)["device"].get<std::string>() << "\n"
             << "generation:  " << (*j)["generation"] << "\n";
-  for (const char* group : {"errors", "space", "chunks", "inodes", "cache", "writeback", "io", "commits", "data", "metadata"}) {
+  for (const char* group : {"errors", "space", "chunks", "inodes", "cache", "writeback", "compression", "io", "commits", "data", "metadata"}) {
     std::cout << group << ":\n";
     for (auto& [k, v] : (*j)[group].items()) std::cout << "  " << k << ": " << v << "\n";
   }
@@ -513,9 +514,47 @@ int subvolume_show(const std::string& path, bool as_json) {
 }
 
 // cairnctl du: every regular file named or below a named directory.
-int du(const std::vector<std::string>& paths, bool as_json) {
+// Per compression type, summed over files: compsize's three columns.
+struct Usage {
+  uint64_t disk = 0, uncompressed = 0, referenced = 0;
+};
+using UsageByType = std::map<std::string, Usage>;
+
+void add_usage(UsageByType& to, const json& reply) {
+  if (!reply.contains("compression")) return;
+  for (auto& [type, u] : reply["compression"].items()) {
+    Usage& t = to[type];
+    t.disk += u["disk_bytes"].get<uint64_t>();
+    t.uncompressed += u["uncompressed_bytes"].get<uint64_t>();
+    t.referenced += u["referenced_bytes"].get<uint64_t>();
+  }
+}
+
+json usage_json(const UsageByType& by) {
+  json j = json::object();
+  for (auto& [type, u] : by)
+    j[type] = {{"disk_bytes", u.disk}, {"uncompressed_bytes", u.uncompressed}, {"referenced_bytes", u.referenced}};
+  return j;
+}
+
+// As compsize prints it: the share of disk bytes to decoded bytes.
+void print_usage_table(const UsageByType& by) {
+  Usage total;
+  for (auto& [type, u] : by) total.disk += u.disk, total.uncompressed += u.uncompressed, total.referenced += u.referenced;
+  auto line = [](const std::string& name, const Usage& u) {
+    const int perc = u.uncompressed ? int(100.0 * double(u.disk) / double(u.uncompressed) + 0.5) : 100;
+    std::printf("%-10s %4d%%  %14s %14s %14s\n", name.c_str(), perc, mib(u.disk).c_str(), mib(u.uncompressed).c_str(),
+                mib(u.referenced).c_str());
+  };
+  std::printf("%-10s %5s  %14s %14s %14s\n", "Type", "Perc", "Disk Usage", "Uncompressed", "Referenced");
+  line("TOTAL", total);
+  for (auto& [type, u] : by) line(type, u);
+}
+
+int du(const std::vector<std::string>& paths, bool as_json, bool compression) {
   json all = json::array();
   uint64_t total = 0, exclusive = 0;
+  UsageByType usage_all;
   int rc = kOk;
   for (const auto& p : paths) {
     auto found = regular_files(p);
@@ -526,6 +565,7 @@ int du(const std::vector<std::string>& paths, bool as_json) {
     }
     const std::vector<std::string>& files = found.value();
     uint64_t t = 0, x = 0;
+    UsageByType usage;
     for (const auto& f : files) {
       auto r = control(f, CAIRN_IOC_FILE_SPACE);
       if (!r.ok()) {
@@ -535,14 +575,56 @@ int du(const std::vector<std::string>& paths, bool as_json) {
       }
       t += r.value()["referenced_bytes"].get<uint64_t>();
       x += r.value()["exclusive_bytes"].get<uint64_t>();
+      add_usage(usage, r.value());
+      add_usage(usage_all, r.value());
     }
     total += t;
     exclusive += x;
     all.push_back({{"path", p}, {"files", files.size()}, {"referenced_bytes", t}, {"exclusive_bytes", x},
-                   {"shared_bytes", t - x}});
-    if (!as_json) std::cout << mib(t) << " total, " << mib(x) << " exclusive, " << mib(t - x) << " shared\t" << p << "\n";
+                   {"shared_bytes", t - x}, {"compression", usage_json(usage)}});
+    if (as_json) continue;
+    std::cout << mib(t) << " total, " << mib(x) << " exclusive, " << mib(t - x) << " shared\t" << p << "\n";
+    if (compression) print_usage_table(usage);
   }
-  if (as_json) std::cout << json{{"paths", all}, {"referenced_bytes", total}, {"exclusive_bytes", exclusive}}.dump(2) << "\n";
+  if (as_json)
+    std::cout << json{{"paths", all}, {"referenced_bytes", total}, {"exclusive_bytes", exclusive},
+                      {"compression", usage_json(usage_all)}}
+                     .dump(2)
+              << "\n";
+  return rc;
+}
+
+// The compression choice of files and directories (user.cairn.compress;
+// what is created in a directory inherits it): shown, set or cleared.
+int compress_cmd(const std::vector<std::string>& paths, const std::string& set, bool clear) {
+  constexpr const char* kAttr = "user.cairn.compress";
+  int rc = kOk;
+  for (const auto& p : paths) {
+    if (clear) {
+      if (removexattr(p.c_str(), kAttr) != 0 && errno != ENODATA) {
+        std::cerr << "cairnctl: " << p << ": " << std::strerror(errno) << "\n";
+        rc = kFailed;
+      }
+      continue;
+    }
+    if (!set.empty()) {
+      if (setxattr(p.c_str(), kAttr, set.data(), set.size(), 0) != 0) {
+        std::cerr << "cairnctl: " << p << ": " << (errno == EINVAL ? "not a compression (zstd[:1-19], lz4, none)"
+                                                                    : std::strerror(errno))
+                  << "\n";
+        rc = kFailed;
+      }
+      continue;
+    }
+    char v[64];
+    const ssize_t n = getxattr(p.c_str(), kAttr, v, sizeof v);
+    if (n < 0 && errno != ENODATA) {
+      std::cerr << "cairnctl: " << p << ": " << std::strerror(errno) << "\n";
+      rc = kFailed;
+      continue;
+    }
+    std::cout << (n < 0 ? std::string("(mount default)") : std::string(v, size_t(n))) << "\t" << p << "\n";
+  }
   return rc;
 }
 
@@ -626,6 +708,18 @@ int main(int argc, char** argv) {
   std::vector<std::string> du_paths;
   du_cmd->add_option("PATH", du_paths, "Files or directories on a mounted Cairn filesystem")->required();
   du_cmd->add_flag("--json", as_json, "Machine-readable output");
+  bool du_compression = false;
+  du_cmd->add_flag("-c,--compression", du_compression,
+                   "Also a table per compression type: disk bytes, what they decode to, file bytes (as compsize)");
+
+  auto* cz = app.add_subcommand("compress", "Show or set the compression of files and directories "
+                                             "(new files inherit a directory's)");
+  std::vector<std::string> cz_paths;
+  std::string cz_set;
+  bool cz_clear = false;
+  cz->add_option("PATH", cz_paths, "Files or directories on a mounted Cairn filesystem")->required();
+  auto* cz_set_opt = cz->add_option("--set", cz_set, "zstd[:1-19], lz4 or none (never compress)");
+  cz->add_flag("--clear", cz_clear, "Back to the mount's -o compress")->excludes(cz_set_opt);
 
   try {
     app.parse(argc, argv);
@@ -644,7 +738,8 @@ int main(int argc, char** argv) {
   if (*sv_list) return subvolume_list(sv_path, as_json);
   if (*sv_show) return subvolume_show(sv_path, as_json);
   if (*sv_sync) return subvolume_sync(sv_path);
-  if (*du_cmd) return du(du_paths, as_json);
+  if (*du_cmd) return du(du_paths, as_json, du_compression);
+  if (*cz) return compress_cmd(cz_paths, cz_set, cz_clear);
   if (*sc_start) return scrub_online(target, false, wait, limit, as_json);
   if (*sc_resume) return scrub_online(target, true, wait, limit, as_json);
   if (*sc_status) return scrub_status(target, as_json);

@@ -13,6 +13,7 @@
 
 #include "cairn_version.h"
 #include "check/checker.h"
+#include "check/compressed_extents.h"
 #include "check/repair.h"
 #include "dev/block_device.h"
 #include "format/constants.h"
@@ -97,6 +98,9 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
     p.bytenr = e.logical;
     report->problems.push_back(std::move(p));
   }
+  // Verified bytes must also decode: compressed extents, once each.
+  CompressedCheckStats cs;
+  RETURN_IF_ERROR(check_compressed_extents(*eng, &report->problems, &cs));
   // Commit only what was repaired: damage without a good copy leaves the
   // image exactly as it was.
   const bool repaired = std::any_of(errors.begin(), errors.end(), [](const ScrubError& e) { return e.corrected; });

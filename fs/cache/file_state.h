@@ -12,6 +12,7 @@
 // Locking: `item`, `dirty` and `disk_size` are guarded by the engine mutex;
 // `cache` by its own `mu` (taken before the engine mutex).
 
+#include <atomic>
 #include <cstdint>
 
 #include "cache/file_cache.h"
@@ -35,6 +36,10 @@ struct FileState {
   // whose bytes were not written.
   uint64_t disk_size = 0;
   FileCache cache;     // dirty and in-flight pages, the error to report
+  // Compression heuristic (docs/design.md, "Compression"): extents in a row
+  // that did not compress. Past Writeback's limit the file is not tried
+  // again while it stays in memory, as btrfs marks such a file NOCOMPRESS.
+  std::atomic<uint32_t> compress_misses{0};
 };
 
 }  // namespace cairn

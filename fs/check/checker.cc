@@ -514,13 +514,22 @@ class Checker {
               tree, 0, &k);
         fs.last_extent_ino = k.objectid;
         fs.last_extent_end = k.offset + len;
+        if (fe->compression != kCompressNone && !(sb_.incompat_flags & kIncompatCompression))
+          add("compression-feature",
+              "inode " + std::to_string(k.objectid) + ": compressed file extent at " + std::to_string(k.offset) +
+                  " but the superblock lacks the compression feature flag",
+              tree, 0, &k);
         if (fe->type != kFileExtentInline && fe->disk_bytenr) {
           // An inode's items follow its inode item in key order.
           if (!fs.inodes.empty() && fs.inodes.back().first == k.objectid) fs.inodes.back().second.referenced += fe->num_bytes;
           if (!account) break;
           file_refs_.push_back({fe->disk_bytenr, fe->disk_num_bytes, DataRefKey{owner, k.objectid, k.offset - fe->offset}});
-          // Written data must be checksummed, sector by sector.
-          if (fe->type == kFileExtentRegular)
+          // Written data must be checksummed, sector by sector; a
+          // compressed extent over all of its disk bytes (its range is in
+          // decoded bytes, and a read verifies the whole extent).
+          if (fe->type == kFileExtentRegular && fe->compression != kCompressNone)
+            csum_needed_.push_back({fe->disk_bytenr, fe->disk_num_bytes, tree, k.objectid, k.offset});
+          else if (fe->type == kFileExtentRegular)
             csum_needed_.push_back({fe->disk_bytenr + fe->offset / kSectorSize * kSectorSize,
                                     (fe->offset % kSectorSize + fe->num_bytes + kSectorSize - 1) / kSectorSize * kSectorSize,
                                     tree, k.objectid, k.offset});

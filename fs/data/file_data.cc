@@ -1,5 +1,6 @@
 #include "data/file_data.h"
 
+#include "compress/codec.h"
 #include "util/aligned_buffer.h"
 
 #include <algorithm>
@@ -42,6 +43,11 @@ Status FileData::map_locked(const FileState& in, uint64_t start, uint64_t end, s
     if (iend <= start) continue;
     const uint64_t s = std::max(start, k.offset), e = std::min(end, iend);
     const bool has_data = fe.type == kFileExtentRegular && fe.disk_bytenr != 0;
+    if (has_data && fe.compression != kCompressNone) {
+      out->push_back(Piece{s, e - s, fe.disk_bytenr, fe.compression, fe.disk_num_bytes, fe.ram_bytes,
+                           fe.offset + (s - k.offset)});
+      continue;
+    }
     out->push_back(Piece{s, e - s, has_data ? fe.disk_bytenr + fe.offset + (s - k.offset) : 0});
   }
   return c.status();
@@ -164,9 +170,12 @@ Result<size_t> FileData::read_span_once(FileState& in, uint64_t off, size_t len,
       cached.push_back({it->first, it->second.page});
     RETURN_IF_ERROR(map_locked(in, down(off), up(off + len), &pieces));
     sums.resize(pieces.size());
-    for (size_t i = 0; i < pieces.size(); i++)
-      if (pieces[i].disk)
-        RETURN_IF_ERROR(e_.lookup_csums(pieces[i].disk, pieces[i].len / kBlock, &sums[i].sums, &sums[i].present));
+    for (size_t i = 0; i < pieces.size(); i++) {
+      const Piece& p = pieces[i];
+      // A compressed piece is verified over its whole disk extent.
+      const uint64_t blocks = (p.compression ? p.disk_len : p.len) / kBlock;
+      if (p.disk) RETURN_IF_ERROR(e_.lookup_csums(p.disk, blocks, &sums[i].sums, &sums[i].present));
+    }
   }
   if (read_hook_) read_hook_();
   // Whole blocks land at their place in the span: from the disk straight
@@ -191,6 +200,10 @@ Result<size_t> FileData::read_span_once(FileState& in, uint64_t off, size_t len,
     bool all_cached = true;
     for (uint64_t b = p.file_off; b < p.file_off + p.len && all_cached; b += kBlock) all_cached = is_cached(b / kBlock);
     if (all_cached) continue;
+    if (p.compression) {
+      RETURN_IF_ERROR(read_compressed(in.ino, p, at + (p.file_off - base), sums[i].sums.data(), sums[i].present));
+      continue;
+    }
     // Whole blocks: a checksum covers a block, so every block is verified
     // before any byte of it is returned.
     RETURN_IF_ERROR(read_verified(in.ino, p.file_off, p.disk, p.len, at + (p.file_off - base), sums[i].sums.data(),
@@ -200,6 +213,28 @@ Result<size_t> FileData::read_span_once(FileState& in, uint64_t off, size_t len,
   for (auto& [idx, page] : cached) std::memcpy(at + (idx * kBlock - base), page->bytes, kBlock);
   stats_.bytes_read += len;
   return len;
+}
+
+Status FileData::read_compressed(uint64_t ino, const Piece& p, uint8_t* out, const uint8_t* csums,
+                                 const std::vector<bool>& present) {
+  // Reused per thread: at most 128 KiB each (FileExtent::decode bounds both).
+  thread_local AlignedBuffer encoded, decoded;
+  encoded.resize(p.disk_len);
+  decoded.resize(p.ram_bytes);
+  // Checksums first, over the bytes on disk: damage is found (and repaired
+  // from a good copy) before anything is decoded, so a decoder never sees
+  // bytes that fail their checksums.
+  RETURN_IF_ERROR(read_verified(ino, p.file_off, p.disk, p.disk_len, encoded.data(), csums, present));
+  Status st = decompress_extent(p.compression, encoded.data(), p.disk_len, decoded.data(), p.ram_bytes);
+  if (!st.ok()) {
+    // Verified bytes that do not decode: written wrong, or a hostile image.
+    stats_.uncorrectable++;
+    syslog(LOG_ERR, "cairn: %s: inode %llu offset %llu: %s", e_.device().name().c_str(),
+           static_cast<unsigned long long>(ino), static_cast<unsigned long long>(p.file_off), st.message().c_str());
+    return Status::IoError(st.message());
+  }
+  std::memcpy(out, decoded.data() + p.ram_off, p.len);
+  return Status::Ok();
 }
 
 Result<size_t> FileData::read(FileState& in, uint64_t off, size_t len, char* out) {
@@ -638,6 +673,30 @@ Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t
   in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
   in.dirty = true;
   stats_.bytes_written += len;
+  return Status::Ok();
+}
+
+Status FileData::record_compressed_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t disk_len,
+                                          uint64_t ram_len, uint8_t type, const uint8_t* csums) {
+  RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + ram_len));
+  FileExtent fe;
+  fe.generation = e_.transid();
+  fe.ram_bytes = ram_len;
+  fe.compression = type;
+  fe.type = kFileExtentRegular;
+  fe.disk_bytenr = disk;
+  fe.disk_num_bytes = disk_len;
+  fe.num_bytes = ram_len;
+  RETURN_IF_ERROR(e_.tree(in.root).insert(ed_key(in.ino, file_off), fe.encode()));
+  RETURN_IF_ERROR(e_.add_data_extent(disk, disk_len, in.root, in.ino, file_off));
+  RETURN_IF_ERROR(e_.insert_csums(disk, csums, disk_len / kBlock));
+  // The feature flag goes with the first compressed extent: images that
+  // never hold one stay readable by code without compression.
+  e_.set_incompat(kIncompatCompression);
+  in.item.nbytes += ram_len;  // st_blocks counts file bytes, as btrfs (du shows the disk bytes)
+  in.disk_size = std::max(in.disk_size, std::min(file_off + ram_len, in.item.size));
+  in.dirty = true;
+  stats_.bytes_written += ram_len;
   return Status::Ok();
 }
 

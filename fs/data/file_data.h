@@ -19,6 +19,7 @@
 #include <vector>
 #include <string>
 
+#include "format/constants.h"
 #include "io/io_engine.h"
 #include "tree/engine.h"
 #include "util/aligned_buffer.h"
@@ -65,6 +66,12 @@ class FileData {
   // disk extent `disk` whose per-block checksums are `csums` (the finish of
   // an ordered extent).
   Status record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums);
+  // Engine mutex held: the finish of a compressed ordered extent: the
+  // file range [file_off, file_off + ram_len) reads the decoded disk extent
+  // [disk, disk + disk_len), compressed with `type`, whose checksums
+  // (`csums`, one per disk block) cover the bytes on disk.
+  Status record_compressed_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t disk_len, uint64_t ram_len,
+                                  uint8_t type, const uint8_t* csums);
   // Engine mutex held: what holds blocks first..last of `in` on disk now
   // (preallocated space counts as kUnwritten only where this file range is
   // its sole reference: shared, it is written by copy-on-write).
@@ -105,7 +112,14 @@ class FileData {
  private:
   struct Piece {
     uint64_t file_off, len;
-    uint64_t disk;  // logical address of file_off's byte; 0 = hole or prealloc (reads zero)
+    // Logical address of file_off's byte; 0 = hole or prealloc (reads
+    // zero). A compressed piece: the disk extent's address (non-zero, so
+    // "has data"), and the fields below say how to decode it.
+    uint64_t disk;
+    uint8_t compression = kCompressNone;
+    uint64_t disk_len = 0;    // compressed: the whole disk extent's size
+    uint64_t ram_bytes = 0;   // compressed: what it decodes to
+    uint64_t ram_off = 0;     // compressed: file_off's byte in the decoded extent
   };
   Status map_locked(const FileState& in, uint64_t start, uint64_t end, std::vector<Piece>* out);
   // Is (k, fe), a file extent item of `ino`, the only user of its disk
@@ -132,6 +146,10 @@ class FileData {
   Status read_verified(uint64_t ino, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t* out,
                        const uint8_t* csums, const std::vector<bool>& present);
   Result<size_t> read_span_once(FileState& in, uint64_t off, size_t len, AlignedBuffer& span);
+  // A compressed piece into `out` (p.len bytes): the whole disk extent
+  // read and verified (repaired from DUP) against `csums`, then decoded.
+  Status read_compressed(uint64_t ino, const Piece& p, uint8_t* out, const uint8_t* csums,
+                         const std::vector<bool>& present);
 
   // Allocate `len` bytes of data extents; on ENOSPC with space pinned, commit and retry.
   Status alloc_pieces_locked(uint64_t len, std::vector<std::pair<uint64_t, uint64_t>>* pieces);

@@ -25,12 +25,21 @@ struct Writeback::Ordered : CompletionItem {
   // owns, not into a new allocation (FileData::unwritten_target_locked).
   bool into_unwritten = false;
   uint64_t reserved = 0;  // bytes of the writeback reservation its pages hold
+  // Compression: what to try (set at submit for a cluster of at most
+  // kMaxCompressedRam), and, once compressed, what went to disk. A cluster
+  // that did not compress is `stored_raw` and is not tried again.
+  CompressSpec compress;
+  bool stored_raw = false;
+  uint8_t compression = kCompressNone;
+  AlignedBuffer encoded;  // the disk extent: header, payload, zeros
+  uint64_t disk_len = 0;
   std::vector<uint8_t> csums;
   std::atomic<int> pending{0};
   std::atomic<int64_t> io_error{0};
   IoRequest io[2];
 
   uint64_t bytes() const { return pages.size() * kPageSize; }
+  uint64_t disk_bytes() const { return compression ? disk_len : bytes(); }
   void half_done() {
     if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) wb->workers_.queue(this, inode->ino);
   }
@@ -257,6 +266,21 @@ Status Writeback::flush_inode(const std::shared_ptr<FileState>& in, bool wait) {
   }
 }
 
+namespace {
+// Extents in a row that did not compress before a file is not tried again.
+constexpr uint32_t kCompressGiveUp = 8;
+}  // namespace
+
+CompressSpec Writeback::compression_for(const FileState& in) const {
+  const uint8_t own = inode_compress_type(in.item.flags);
+  if (own == kInodeCompressNever) return {};
+  CompressSpec s = opts_.compress;
+  if (own == kCompressZstd || own == kCompressLz4) s = CompressSpec{own, inode_compress_level(in.item.flags)};
+  else if (own) return {};  // a choice this code does not know: store as is
+  if (in.compress_misses.load(std::memory_order_relaxed) >= kCompressGiveUp) return {};
+  return s;
+}
+
 void Writeback::submit(Ordered* oe) {
   FileState& in = *oe->inode;
   // Disk space: one contiguous extent; when free space is fragmented the
@@ -264,6 +288,7 @@ void Writeback::submit(Ordered* oe) {
   std::vector<uint64_t> copies;
   Status st;
   Ordered* rest = nullptr;
+  CompressSpec compress;
   {
     std::lock_guard lk(e_.mutex());
     // Preallocated space the file alone references holds no data anyone
@@ -275,12 +300,17 @@ void Writeback::submit(Ordered* oe) {
     if (!unwritten.ok()) {
       r = unwritten.status();
     } else if (unwritten.value()) {
+      // Preallocated space is never compressed: it is written in place.
       r = *unwritten.value();
       oe->into_unwritten = true;
+    } else if (!oe->stored_raw && oe->pages.size() > 1 && (compress = compression_for(in)).enabled()) {
+      // Space is allocated once the compressed size is known
+      // (compress_and_submit). A single page never saves a block.
     } else {
       r = data_.alloc_extent_locked(kPageSize, oe->bytes());
     }
-    if (!r.ok()) {
+    if (compress.enabled()) {
+    } else if (!r.ok()) {
       st = r.status();
     } else {
       if (r->second < oe->bytes()) {
@@ -293,6 +323,7 @@ void Writeback::submit(Ordered* oe) {
         rest->dropbehind = oe->dropbehind;
         rest->awaited = oe->awaited;
         rest->into_unwritten = false;  // looked up again at its own submit
+        rest->stored_raw = oe->stored_raw;
         oe->pages.resize(keep);
       }
       oe->disk = r->first;
@@ -300,6 +331,38 @@ void Writeback::submit(Ordered* oe) {
       if (m.ok()) copies = m.value();
       else st = m.status();
     }
+  }
+  if (compress.enabled()) {
+    // Clusters of at most kMaxCompressedRam, compressed side by side on the
+    // pool: the flushing thread only hands them over (seed 003), and a
+    // random read later decodes one cluster at most.
+    constexpr size_t kPer = kMaxCompressedRam / kPageSize;
+    std::vector<Ordered*> clusters{oe};
+    while (clusters.back()->pages.size() > kPer) {
+      Ordered* cur = clusters.back();
+      Ordered* next = new Ordered();
+      next->wb = this;
+      next->inode = cur->inode;
+      next->first = cur->first + kPer;
+      next->pages.assign(cur->pages.begin() + long(kPer), cur->pages.end());
+      next->dropbehind = cur->dropbehind;
+      next->awaited = cur->awaited;
+      cur->pages.resize(kPer);
+      clusters.push_back(next);
+    }
+    uint64_t reservation = oe->reserved;
+    for (Ordered* c : clusters) {
+      c->reserved = std::min(reservation, c->bytes());
+      reservation -= c->reserved;
+      c->compress = compress;
+    }
+    if (clusters.size() > 1) {
+      std::lock_guard ck(in.cache.mu);
+      in.cache.inflight_extents += uint32_t(clusters.size() - 1);
+      ordered_in_flight_ += clusters.size() - 1;
+    }
+    for (Ordered* c : clusters) pool_.submit([this, c] { compress_and_submit(c); });
+    return;
   }
   if (rest) {
     // Counted now, outside the engine mutex (lock order: cache before engine).
@@ -374,6 +437,73 @@ void Writeback::submit(Ordered* oe) {
   if (rest) submit(rest);
 }
 
+void Writeback::compress_and_submit(Ordered* oe) {
+  FileState& in = *oe->inode;
+  const uint64_t bytes = oe->bytes();
+  // The pages are frozen (writeback) until the extent finishes: gathered
+  // here, they are the bytes the checksums and the disk will hold.
+  thread_local AlignedBuffer raw;
+  raw.resize(bytes);
+  for (size_t i = 0; i < oe->pages.size(); i++) std::memcpy(raw.data() + i * kPageSize, oe->pages[i]->bytes, kPageSize);
+  const bool guess = likely_incompressible(raw.data(), bytes);
+  const uint64_t disk_len = guess ? 0 : compress_extent(oe->compress, raw.data(), bytes, oe->encoded);
+  if (disk_len == 0) {
+    (guess ? stats_.compress_guessed : stats_.compress_rejected) += bytes;
+    if (in.compress_misses.fetch_add(1, std::memory_order_relaxed) + 1 == kCompressGiveUp)
+      stats_.compress_files_given_up++;
+    oe->compress = {};
+    oe->stored_raw = true;
+    submit(oe);
+    return;
+  }
+  in.compress_misses.store(0, std::memory_order_relaxed);
+  // Checksums of what is on disk: scrub and read repair verify compressed
+  // extents without decoding them.
+  const CsumType t = e_.csum_type();
+  oe->csums.resize(disk_len / kPageSize * csum_size(t));
+  csum_sectors(t, oe->encoded.data(), disk_len, kPageSize, oe->csums.data());
+  std::vector<uint64_t> copies;
+  Status st;
+  {
+    std::lock_guard lk(e_.mutex());
+    auto r = data_.alloc_extent_locked(disk_len, disk_len);
+    if (r.ok()) {
+      oe->disk = r->first;
+      auto m = e_.chunk_map().map(r->first, disk_len);
+      if (m.ok()) copies = m.value();
+      else st = m.status();
+    } else {
+      st = r.status();
+    }
+  }
+  release_reservation(oe->reserved);
+  oe->reserved = 0;
+  oe->compression = oe->compress.type;
+  oe->disk_len = disk_len;
+  if (!st.ok()) {
+    oe->io_error = -st.code();
+    oe->pending = 1;
+    oe->half_done();
+    return;
+  }
+  stats_.extents++;
+  stats_.bytes += bytes;
+  stats_.compressed_extents++;
+  stats_.compressed_in += bytes;
+  stats_.compressed_out += disk_len;
+  oe->iov.assign(1, iovec{oe->encoded.data(), disk_len});
+  const int flags = oe->dropbehind && !io_.direct() ? kRwfDontcache : 0;
+  if (flags) stats_.dontcache_writes++;
+  oe->pending = int(copies.size());
+  for (size_t k = 0; k < copies.size(); k++) {
+    oe->io[k].done = [oe](int64_t res) {
+      if (res < 0) oe->io_error = res;
+      oe->half_done();
+    };
+    io_.submit_write(copies[k], oe->iov.data(), 1, &oe->io[k], flags);
+  }
+}
+
 void Writeback::finish(Ordered* oe) {
   FileState& in = *oe->inode;
   const uint64_t bytes = oe->bytes();
@@ -384,7 +514,7 @@ void Writeback::finish(Ordered* oe) {
       std::lock_guard lk(e_.mutex());
       if (oe->io_error || in.cache.deleted) {
         // Preallocated space stays the file's (it still reads as zeros).
-        if (oe->disk && !oe->into_unwritten) e_.release_unused_data(oe->disk, bytes);
+        if (oe->disk && !oe->into_unwritten) e_.release_unused_data(oe->disk, oe->disk_bytes());
         if (oe->io_error && !in.cache.deleted) {
           stats_.io_errors++;
           e_.dev_stats().write_errors++;
@@ -392,9 +522,11 @@ void Writeback::finish(Ordered* oe) {
           st = Status::IoError("writeback of inode " + std::to_string(in.ino) + " failed");
         }
       } else {
-        st = oe->into_unwritten
-                 ? data_.record_unwritten_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data())
-                 : data_.record_extent_locked(in, oe->first * kPageSize, oe->disk, bytes, oe->csums.data());
+        const uint64_t at = oe->first * kPageSize;
+        st = oe->into_unwritten ? data_.record_unwritten_locked(in, at, oe->disk, bytes, oe->csums.data())
+             : oe->compression  ? data_.record_compressed_locked(in, at, oe->disk, oe->disk_len, bytes,
+                                                                 oe->compression, oe->csums.data())
+                                : data_.record_extent_locked(in, at, oe->disk, bytes, oe->csums.data());
         if (!st.ok()) e_.abort(st);
       }
     }

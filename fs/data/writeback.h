@@ -25,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "compress/codec.h"
 #include "csum/checksum_pool.h"
 #include "data/file_data.h"
 #include "io/completion_workers.h"
@@ -43,12 +44,19 @@ struct WritebackOptions {
   unsigned completion_workers = 0;  // 0: one per CPU
   uint64_t max_extent = 4ULL << 20; // bytes per ordered extent (IOV_MAX pages)
   double interval_seconds = 1.0;    // background writeback tick
+  // -o compress: files without their own choice (user.cairn.compress).
+  CompressSpec compress;
 };
 
 struct WritebackStats {
   std::atomic<uint64_t> extents{0}, bytes{0}, async_csums{0}, sync_csums{0}, io_errors{0};
   std::atomic<uint64_t> dropped_behind{0};     // pages
   std::atomic<uint64_t> dontcache_writes{0};   // ordered extents written with RWF_DONTCACHE
+  // Compression: extents written compressed, their file bytes and disk
+  // bytes; file bytes stored as they are after a try or a guess that it
+  // would not pay, and of files the heuristic gave up on.
+  std::atomic<uint64_t> compressed_extents{0}, compressed_in{0}, compressed_out{0};
+  std::atomic<uint64_t> compress_rejected{0}, compress_guessed{0}, compress_files_given_up{0};
 };
 
 class Writeback {
@@ -80,12 +88,19 @@ class Writeback {
   uint64_t reserved_bytes() const { return reserved_.load(); }
   uint64_t cached_bytes() const { return cached_bytes_.load(); }
   const WritebackStats& stats() const { return stats_; }
+  const WritebackOptions& options() const { return opts_; }
   CompletionWorkers& workers() { return workers_; }
   ChecksumPool& pool() { return pool_; }
 
  private:
   struct Ordered;
   void submit(Ordered* oe);
+  // The compression to try for a new extent of `in` (engine mutex held).
+  CompressSpec compression_for(const FileState& in) const;
+  // On the pool: compress one cluster (at most kMaxCompressedRam), then
+  // checksum, allocate and write what goes to disk; a cluster that does
+  // not compress goes back to submit() to be written as it is.
+  void compress_and_submit(Ordered* oe);
   void finish(Ordered* oe);
   void background();
   void note_dirty(const std::shared_ptr<FileState>& in);

@@ -79,6 +79,15 @@ enum Profile : uint32_t { kProfileSingle = 0, kProfileDup = 1 };
 constexpr uint64_t kExtentFlagData = 1;
 constexpr uint64_t kExtentFlagTreeBlock = 2;
 
+// EXTENT_DATA `compression` values: btrfs's numbering where it has the
+// algorithm (1 zlib and 2 lzo are btrfs's and not implemented), 4 for lz4.
+constexpr uint8_t kCompressNone = 0;
+constexpr uint8_t kCompressZstd = 3;
+constexpr uint8_t kCompressLz4 = 4;
+// A compressed extent decodes to at most this many bytes (btrfs's limit):
+// a random read decompresses at most this much.
+constexpr uint64_t kMaxCompressedRam = 128 * 1024;
+
 // Feature flags. An image with unknown incompat bits is refused; unknown
 // compat_ro bits allow a read-only open only.
 // CHUNK_TREE: the chunk map is the chunk tree; the superblock's array holds
@@ -89,7 +98,11 @@ constexpr uint64_t kIncompatChunkTree = 1;
 // METADATA_ITEM's refs may exceed 1 and a node's owner may be another tree
 // than the one that reaches it. Set by the first snapshot.
 constexpr uint64_t kIncompatSharedTrees = 2;
-constexpr uint64_t kSupportedIncompat = kIncompatChunkTree | kIncompatSharedTrees;
+// COMPRESSION: file extents may hold compressed data (EXTENT_DATA
+// `compression` 3 zstd or 4 lz4). Set when the first compressed extent is
+// recorded; older code would read the compressed bytes as the file's.
+constexpr uint64_t kIncompatCompression = 4;
+constexpr uint64_t kSupportedIncompat = kIncompatChunkTree | kIncompatSharedTrees | kIncompatCompression;
 constexpr uint64_t kSupportedCompatRo = 0;
 
 }  // namespace cairn

@@ -191,7 +191,10 @@ Result<FileExtent> FileExtent::decode(const Bytes& b) {
   e.ram_bytes = get_le64(&b[8]);
   e.compression = get_u8(&b[16]);
   e.type = get_u8(&b[20]);
-  if (e.compression != 0) return Status::Corruption("file extent: unknown compression " + std::to_string(e.compression));
+  if (e.compression != kCompressNone && e.compression != kCompressZstd && e.compression != kCompressLz4)
+    return Status::Corruption("file extent: unknown compression " + std::to_string(e.compression));
+  if (e.compression != kCompressNone && e.type != kFileExtentRegular)
+    return Status::Corruption("file extent: only written extents may be compressed");
   if (e.type == kFileExtentInline) {
     e.inline_data.assign(b.begin() + kHeaderSize, b.end());
     e.num_bytes = e.inline_data.size();
@@ -205,8 +208,17 @@ Result<FileExtent> FileExtent::decode(const Bytes& b) {
   e.offset = get_le64(&b[37]);
   e.num_bytes = get_le64(&b[45]);
   if (e.num_bytes == 0 || e.num_bytes % kSectorSize) return Status::Corruption("file extent: bad length");
-  if (e.disk_bytenr && (e.offset + e.num_bytes > e.disk_num_bytes || e.offset + e.num_bytes < e.offset))
+  if (e.compression != kCompressNone) {
+    // The range is in decoded bytes; the disk extent is read whole, so its
+    // size is bounded as well (a lying length must not make a huge read).
+    if (!e.disk_bytenr || e.ram_bytes == 0 || e.ram_bytes % kSectorSize || e.ram_bytes > kMaxCompressedRam ||
+        e.disk_num_bytes == 0 || e.disk_num_bytes > e.ram_bytes)
+      return Status::Corruption("file extent: compressed extent with impossible lengths");
+    if (e.offset > e.ram_bytes || e.num_bytes > e.ram_bytes - e.offset)
+      return Status::Corruption("file extent: range beyond its decoded extent");
+  } else if (e.disk_bytenr && (e.offset + e.num_bytes > e.disk_num_bytes || e.offset + e.num_bytes < e.offset)) {
     return Status::Corruption("file extent: range beyond its disk extent");
+  }
   return e;
 }
 

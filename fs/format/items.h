@@ -78,6 +78,15 @@ struct InodeItem {
   static Result<InodeItem> decode(const Bytes& b);
 };
 constexpr uint64_t kInodeFlagDropbehind = 1;  // data written to this file is not kept cached
+// Bits 8..15: the file's (or a directory's, for what is created in it)
+// compression choice: 0 = the mount's -o compress, kInodeCompressNever =
+// never, otherwise an EXTENT_DATA compression value; bits 16..23 its zstd
+// level (0 = the default). Set through user.cairn.compress.
+constexpr unsigned kInodeCompressShift = 8, kInodeCompressLevelShift = 16;
+constexpr uint64_t kInodeCompressMask = 0xffffULL << kInodeCompressShift;
+constexpr uint8_t kInodeCompressNever = 1;
+inline uint8_t inode_compress_type(uint64_t flags) { return uint8_t(flags >> kInodeCompressShift); }
+inline int inode_compress_level(uint64_t flags) { return int(uint8_t(flags >> kInodeCompressLevelShift)); }
 
 // One name in an INODE_REF (key (ino, 12, parent dir)); an item holds a list.
 struct InodeRefEntry {

@@ -489,6 +489,13 @@ nlohmann::json stats_json(Filesystem& fs) {
   j["writeback"] = {{"ordered_extents", w.extents.load()}, {"bytes", w.bytes.load()},
                     {"async_checksums", w.async_csums.load()}, {"sync_checksums", w.sync_csums.load()},
                     {"io_errors", w.io_errors.load()}};
+  j["compression"] = {{"mount_default", compress_spec_name(fs.writeback().options().compress)},
+                      {"extents", w.compressed_extents.load()},
+                      {"bytes_in", w.compressed_in.load()},
+                      {"bytes_out", w.compressed_out.load()},
+                      {"rejected_bytes", w.compress_rejected.load()},
+                      {"guessed_incompressible_bytes", w.compress_guessed.load()},
+                      {"files_given_up", w.compress_files_given_up.load()}};
   j["io"] = {{"io_uring_completions", fs.io().completions()}, {"queue_depth", fs.io().queue_depth()},
              {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
@@ -599,9 +606,13 @@ void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file
   if (cmd == CAIRN_IOC_FILE_SPACE) {
     auto r = fsys(req).file_space(in_ino(ino));
     if (!r.ok()) return reply_err(req, r.status());
-    return reply_json(req,
-                      {{"referenced_bytes", r->first}, {"exclusive_bytes", r->second}, {"shared_bytes", r->first - r->second}},
-                      out_bufsz);
+    nlohmann::json j{{"referenced_bytes", r->referenced},
+                     {"exclusive_bytes", r->exclusive},
+                     {"shared_bytes", r->referenced - r->exclusive}};
+    for (auto& [type, u] : r->by_compression)
+      j["compression"][compress_type_name(type)] = {
+          {"disk_bytes", u.disk}, {"uncompressed_bytes", u.uncompressed}, {"referenced_bytes", u.referenced}};
+    return reply_json(req, j, out_bufsz);
   }
   if (cmd == CAIRN_IOC_SUBVOL_CREATE || cmd == CAIRN_IOC_SUBVOL_SNAPSHOT || cmd == CAIRN_IOC_SUBVOL_DELETE ||
       cmd == CAIRN_IOC_SUBVOL_LIST || cmd == CAIRN_IOC_SUBVOL_SHOW || cmd == CAIRN_IOC_SUBVOL_SYNC)

@@ -47,6 +47,7 @@ struct Options {
   bool default_permissions = true;
   CsumMode csum = CsumMode::kAuto;
   bool dropbehind = false;
+  CompressSpec compress;  // -o compress=
   uint64_t max_chunk_size = 0;
   bool space_cache = true;  // -o nospace_cache: read the extent tree at mount, save no cache
   std::string subvol;       // -o subvol=PATH
@@ -115,6 +116,13 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       return 0;
     }
     if (a == "dropbehind") { o->dropbehind = true; return 0; }
+    if (a == "compress" || a.rfind("compress=", 0) == 0) {
+      // Bare "compress" means zstd, as btrfs's means its default (zlib).
+      auto spec = parse_compress_spec(a == "compress" ? "zstd" : a.substr(9));
+      if (!spec.ok()) { o->error = "compress=: " + spec.status().message(); return -1; }
+      o->compress = *spec;
+      return 0;
+    }
     // For tests: small chunks, so a small image gets hundreds of them.
     if (a.rfind("debug_max_chunk=", 0) == 0) {
       auto v = parse_size(a.substr(16));
@@ -199,6 +207,7 @@ void usage(const char* prog) {
             << "    -o csum=auto|sync|async  data checksums beside the write (async) or before it\n"
             << "    -o queue_depth=N       io_uring queue depth (default 64)\n"
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
+            << "    -o compress=ALG        compress new data: zstd[:1-19], lz4 or none (default none)\n"
             << "    -o nospace_cache       read the extent tree at mount instead of the free-space cache\n"
             << "    -o subvol=PATH         mount the subvolume at PATH (from the top level) as the root\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
@@ -409,6 +418,7 @@ int main(int argc, char** argv) {
   mo.node_cache_bytes = o.cache_bytes / 2;
   mo.writeback.dirty_limit = o.cache_bytes / 2;
   mo.writeback.csum_mode = o.csum;
+  mo.writeback.compress = o.compress;
   mo.dropbehind = o.dropbehind;
   mo.atime = o.atime;
   mo.nodiratime = o.nodiratime;

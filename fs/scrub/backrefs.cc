@@ -98,8 +98,12 @@ Result<std::vector<FileRange>> files_using(Engine& e, uint64_t ext_bytenr, uint6
     for (; c.valid() && c.key().objectid == ino && c.key().type == kExtentData; c.advance()) {
       auto fe = FileExtent::decode(c.data());
       if (!fe.ok() || fe->type == kFileExtentInline || fe->disk_bytenr != ext_bytenr) continue;
-      // This file range reads disk bytes [fe.offset, fe.offset + num_bytes) of the extent.
-      const uint64_t lo = std::max(rel_lo, fe->offset), hi = std::min(rel_hi, fe->offset + fe->num_bytes);
+      // This file range reads disk bytes [fe.offset, fe.offset + num_bytes)
+      // of the extent; a compressed one reads all of them, so damage
+      // anywhere in it reaches the whole range (offsets in decoded bytes).
+      const bool whole = fe->compression != kCompressNone;
+      const uint64_t lo = whole ? fe->offset : std::max(rel_lo, fe->offset);
+      const uint64_t hi = whole ? fe->offset + fe->num_bytes : std::min(rel_hi, fe->offset + fe->num_bytes);
       if (lo >= hi) continue;
       const uint64_t file_off = c.key().offset + (lo - fe->offset);
       if (!out.empty() && out.back().root == root && out.back().ino == ino &&

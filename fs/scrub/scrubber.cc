@@ -188,6 +188,16 @@ Status Scrubber::collect_inode(Batch& b, uint64_t root, uint64_t ino) {
     const uint64_t end = foff + fe->num_bytes;
     if (end <= inode_cursor_) continue;
     uint64_t pos = std::max(inode_cursor_, foff);
+    if (fe->compression != kCompressNone) {
+      // Read whole: its checksums cover the compressed bytes, all of them
+      // needed by any byte of the range.
+      if (bytes >= batch_budget_) break;
+      const size_t before = b.units.size();
+      RETURN_IF_ERROR(add_data_unit(b, fe->disk_bytenr, fe->disk_num_bytes, fe->disk_bytenr, fe->disk_num_bytes));
+      if (b.units.size() > before) bytes += fe->disk_num_bytes * b.units.back().phys.size();
+      inode_cursor_ = end;
+      continue;
+    }
     while (pos < end && bytes < batch_budget_) {
       // File offset -> disk address inside the extent, whole sectors.
       const uint64_t disk = fe->disk_bytenr + fe->offset + (pos - foff);

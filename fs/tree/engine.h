@@ -81,6 +81,8 @@ class Engine : public TreeContext {
 
   std::mutex& mutex() { return mu_; }
   const Superblock& super() const { return sb_; }
+  // Mutex held: an incompat feature is now in use (written by the next commit).
+  void set_incompat(uint64_t bit) { sb_.incompat_flags |= bit; }
   bool read_only() const { return opts_.read_only; }
   BlockDevice& device() { return *dev_; }
   std::shared_ptr<BlockDevice> device_ptr() { return dev_; }

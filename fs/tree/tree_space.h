@@ -3,14 +3,22 @@
 // subvolume show): the data extents its files reference, and those no
 // other tree references.
 #include <cstdint>
+#include <map>
 
 #include "tree/engine.h"
 
 namespace cairn {
 
+// Per compression type (compsize's columns): disk bytes of the distinct
+// extents, what they decode to, and the file bytes that refer to them.
+struct CompressionUsage {
+  uint64_t disk = 0, uncompressed = 0, referenced = 0;
+};
+
 struct TreeSpace {
-  uint64_t referenced = 0;  // bytes of the distinct data extents its files reference
+  uint64_t referenced = 0;  // disk bytes of the distinct data extents its files reference
   uint64_t exclusive = 0;   // ... of those, referenced by nothing outside this tree
+  std::map<uint8_t, CompressionUsage> by_compression;  // kCompressNone, kCompressZstd, ...
 };
 
 // Engine mutex held. Walks the whole tree: a node shared with another

@@ -25,6 +25,7 @@
 #include "data/writeback.h"
 #include "io/io_engine.h"
 #include "tree/engine.h"
+#include "tree/tree_space.h"
 #include "vfs/caller.h"
 #include "vfs/inode.h"
 
@@ -231,7 +232,7 @@ class Filesystem {
   // The subvolume holding `ino`, with its space (walks the whole tree).
   Result<SubvolumeInfo> subvolume_show(uint64_t ino);
   // A file's data: referenced and exclusive bytes (cairnctl du).
-  Result<std::pair<uint64_t, uint64_t>> file_space(uint64_t ino);
+  Result<TreeSpace> file_space(uint64_t ino);
   // A few steps of the background drop (true: more to do). For tests.
   Result<bool> drop_dead_subvolumes(size_t steps);
   // The root directory of the subvolume at `path` from the top level

@@ -157,8 +157,9 @@ Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rde
     if (S_ISDIR(mode)) it.mode |= S_ISGID;
   }
   it.nlink = S_ISDIR(mode) ? 2 : 1;
-  // New files and directories inherit the directory's dropbehind setting.
-  it.flags |= parent.item.flags & kInodeFlagDropbehind;
+  // New files and directories inherit the directory's dropbehind and
+  // compression settings.
+  it.flags |= parent.item.flags & (kInodeFlagDropbehind | kInodeCompressMask);
   it.atime = it.mtime = it.ctime = it.otime = now;
   if (S_ISDIR(mode)) it.sequence = 2;
   RETURN_IF_ERROR(engine_->tree(parent.root).insert(Key{ino, kInodeItem, 0}, it.encode()));

@@ -313,7 +313,7 @@ Result<std::vector<SubvolumeInfo>> Filesystem::list_subvolumes() {
   return out;
 }
 
-Result<std::pair<uint64_t, uint64_t>> Filesystem::file_space(uint64_t vino) {
+Result<TreeSpace> Filesystem::file_space(uint64_t vino) {
   // What is on disk: written back first.
   std::shared_ptr<Inode> in;
   {
@@ -322,8 +322,7 @@ Result<std::pair<uint64_t, uint64_t>> Filesystem::file_space(uint64_t vino) {
   }
   if (in->is_reg()) RETURN_IF_ERROR(writeback_->flush_inode(in, true));
   std::lock_guard lk(engine_->mutex());
-  ASSIGN_OR_RETURN(TreeSpace s, file_data_space(*engine_, in->root, in->ino));
-  return std::pair{s.referenced, s.exclusive};
+  return file_data_space(*engine_, in->root, in->ino);
 }
 
 Result<SubvolumeInfo> Filesystem::subvolume_show(uint64_t vino) {

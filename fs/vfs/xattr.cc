@@ -7,6 +7,7 @@
 
 #include <mutex>
 
+#include "compress/codec.h"
 #include "util/endian.h"
 #include "vfs/filesystem.h"
 #include "vfs/setid.h"
@@ -19,6 +20,16 @@ constexpr size_t kMaxXattrValue = 65536;
 const std::string kAclAccess = "system.posix_acl_access";
 // A property, not a stored attribute: the inode's dropbehind flag (docs/cairn.8).
 const std::string kDropbehindAttr = "user.cairn.dropbehind";
+// Another: the inode's compression choice ("zstd", "zstd:5", "lz4",
+// "none"; removing it returns to the mount's -o compress).
+const std::string kCompressAttr = "user.cairn.compress";
+
+std::optional<std::string> compress_attr_value(uint64_t flags) {
+  const uint8_t t = inode_compress_type(flags);
+  if (t == 0) return std::nullopt;
+  if (t == kInodeCompressNever) return "none";
+  return compress_spec_name(CompressSpec{t, inode_compress_level(flags)});
+}
 
 const std::string kAclDefault = "system.posix_acl_default";
 
@@ -85,6 +96,26 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
   if (name.size() > 255) return Status::Error(ERANGE, "attribute name too long");
   if (value.size() > kMaxXattrValue) return Status::Error(E2BIG, "attribute value too large");
   std::lock_guard lk(engine_->mutex());
+  if (name == kCompressAttr) {
+    std::string v(value.begin(), value.end());
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\0')) v.pop_back();
+    ASSIGN_OR_RETURN(CompressSpec spec, parse_compress_spec(v));
+    return modify(4, [&]() -> Status {
+      ASSIGN_OR_RETURN(auto in, get_inode(ino));
+      RETURN_IF_ERROR(writable(*in));
+      const bool set = inode_compress_type(in->item.flags) != 0;
+      if (set && (flags & XATTR_CREATE)) return Status::Error(EEXIST, "attribute exists");
+      if (!set && (flags & XATTR_REPLACE)) return Status::Error(ENODATA, "no such attribute");
+      const uint64_t t = spec.enabled() ? spec.type : kInodeCompressNever;
+      in->item.flags = (in->item.flags & ~kInodeCompressMask) | (t << kInodeCompressShift) |
+                       (uint64_t(spec.level) << kInodeCompressLevelShift);
+      // A new choice gets a new chance: the heuristic forgets its misses.
+      in->compress_misses = 0;
+      in->item.ctime = current_time();
+      mark_dirty(*in);
+      return Status::Ok();
+    });
+  }
   if (name == kDropbehindAttr) {
     const std::string v(value.begin(), value.end());
     if (v != "1" && v != "0") return Status::Invalid("user.cairn.dropbehind takes 1 or 0");
@@ -176,6 +207,11 @@ Result<Bytes> Filesystem::getxattr(uint64_t ino, const std::string& name) {
     if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
     return Bytes{'1'};
   }
+  if (name == kCompressAttr) {
+    auto v = compress_attr_value(in->item.flags);
+    if (!v) return Status::Error(ENODATA, "no such attribute");
+    return Bytes(v->begin(), v->end());
+  }
   auto raw = engine_->tree(in->root).lookup(xattr_key(in->ino, name));
   if (!raw.ok()) {
     if (raw.status().is_not_found()) return Status::Error(ENODATA, "no such attribute");
@@ -203,6 +239,7 @@ Result<std::vector<std::string>> Filesystem::listxattr(uint64_t ino, bool privil
   }
   RETURN_IF_ERROR(c.status());
   if (in->item.flags & kInodeFlagDropbehind) names.push_back(kDropbehindAttr);
+  if (compress_attr_value(in->item.flags)) names.push_back(kCompressAttr);
   return names;
 }
 
@@ -213,6 +250,14 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
   return modify(16, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
     RETURN_IF_ERROR(writable(*in));
+    if (name == kCompressAttr) {
+      if (!inode_compress_type(in->item.flags)) return Status::Error(ENODATA, "no such attribute");
+      in->item.flags &= ~kInodeCompressMask;
+      in->compress_misses = 0;
+      in->item.ctime = current_time();
+      mark_dirty(*in);
+      return Status::Ok();
+    }
     if (name == kDropbehindAttr) {
       if (!(in->item.flags & kInodeFlagDropbehind)) return Status::Error(ENODATA, "no such attribute");
       in->item.flags &= ~kInodeFlagDropbehind;
