@@ -47,6 +47,7 @@ Result<CompressSpec> parse_compress_spec(std::string_view s) {
   else if (name == "zstd") spec.type = kCompressZstd;
   else if (name == "lz4") spec.type = kCompressLz4;
   else return Status::Invalid("unknown compression '" + std::string(s) + "' (zstd[:1-19], lz4 or none)");
+  if (s.find(':') != std::string_view::npos && level.empty()) return Status::Invalid("compression level missing: '" + std::string(s) + "'");
   if (!level.empty()) {
     if (spec.type != kCompressZstd) return Status::Invalid("only zstd takes a level: '" + std::string(s) + "'");
     int v = 0;

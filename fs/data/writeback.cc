@@ -440,6 +440,13 @@ void Writeback::submit(Ordered* oe) {
 void Writeback::compress_and_submit(Ordered* oe) {
   FileState& in = *oe->inode;
   const uint64_t bytes = oe->bytes();
+  if (in.compress_misses.load(std::memory_order_relaxed) >= kCompressGiveUp) {
+    // Given up while this cluster waited: written as it is, untried.
+    oe->compress = {};
+    oe->stored_raw = true;
+    submit(oe);
+    return;
+  }
   // The pages are frozen (writeback) until the extent finishes: gathered
   // here, they are the bytes the checksums and the disk will hold.
   thread_local AlignedBuffer raw;
