@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "compress/codec.h"
 #include "dev/block_device.h"
 #include "format/constants.h"
 #include "format/node.h"
@@ -63,6 +64,23 @@ int main(int argc, char** argv) {
       put(out / "items" / std::to_string(items++), it.data(), it.size());
     }
   }
-  std::cout << "seeds: 1 image, " << n << " nodes, " << items << " items\n";
+  // The compressed target: real extents of both algorithms (text-like
+  // data of a few sizes), in its input layout: type selector, decoded
+  // blocks - 1, then the disk extent.
+  size_t compressed = 0;
+  for (uint8_t sel : {0, 1}) {
+    for (size_t blocks : {2, 8, 32}) {
+      std::vector<uint8_t> plain(blocks * kSectorSize);
+      for (size_t i = 0; i < plain.size(); i++) plain[i] = uint8_t("cairn checksums every block "[i % 28] + (i / 997) % 3);
+      AlignedBuffer enc;
+      const size_t len = compress_extent(CompressSpec{sel == 0 ? kCompressZstd : kCompressLz4, 0}, plain.data(),
+                                         plain.size(), enc);
+      if (!len) continue;
+      std::vector<uint8_t> seed{sel, uint8_t(blocks - 1)};
+      seed.insert(seed.end(), enc.data(), enc.data() + len);
+      put(out / "compressed" / std::to_string(compressed++), seed.data(), seed.size());
+    }
+  }
+  std::cout << "seeds: 1 image, " << n << " nodes, " << items << " items, " << compressed << " compressed extents\n";
   return 0;
 }

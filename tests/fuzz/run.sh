@@ -28,6 +28,8 @@ if [ ! -s "$work/corpus/image/seed" ]; then
 	fallocate -l 64k $m/d/pre
 	ln -s d/f $m/link; ln $m/d/f $m/d/sub/hard
 	setfattr -n user.small -v v $m/d/f
+	mkdir $m/z; setfattr -n user.cairn.compress -v zstd $m/z
+	seq 1 60000 > $m/z/text
 	setfattr -n user.big -v "$(head -c 9000 /dev/zero | tr '\0' x)" $m/d/f
 	for i in $(seq 1 40); do echo "$i" > $m/d/sub/n$i; done
 	fusermount3 -u "$m"
@@ -36,7 +38,7 @@ if [ ! -s "$work/corpus/image/seed" ]; then
 fi
 
 total=0
-for t in superblock node items image; do
+for t in superblock node items image compressed; do
 	mkdir -p "$work/corpus/$t"
 	log=$work/$t.log
 	if ! (cd "$work/findings" && "$fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \

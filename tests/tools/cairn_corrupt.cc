@@ -97,8 +97,14 @@ int main(int argc, char** argv) {
     for (; c.valid() && c.key().objectid == *ino && c.key().type == kExtentData; c.advance()) {
       auto fe = FileExtent::decode(c.data());
       if (!fe.ok() || fe->type != kFileExtentRegular || !fe->disk_bytenr) continue;
-      for (uint64_t o = 0; o < fe->num_bytes; o += kSectorSize)
-        blocks.push_back({c.key().offset + o, fe->disk_bytenr + fe->offset + o});
+      // A compressed extent's disk blocks each hold part of the whole
+      // item's range: reported at the item's file offset.
+      if (fe->compression != kCompressNone)
+        for (uint64_t o = 0; o < fe->disk_num_bytes; o += kSectorSize)
+          blocks.push_back({c.key().offset, fe->disk_bytenr + o});
+      else
+        for (uint64_t o = 0; o < fe->num_bytes; o += kSectorSize)
+          blocks.push_back({c.key().offset + o, fe->disk_bytenr + fe->offset + o});
     }
     if (blocks.size() < n) return std::cerr << path << " has only " << blocks.size() << " data blocks\n", 1;
     std::shuffle(blocks.begin(), blocks.end(), rng);
