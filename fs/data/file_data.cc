@@ -469,7 +469,7 @@ Status FileData::write_blocks(FileState& in, uint64_t start, const std::vector<u
     RETURN_IF_ERROR(drop_extents_locked(in, start, start + len));
     uint64_t at = 0;
     for (auto& [b, l] : pieces) {
-      RETURN_IF_ERROR(insert_extent_locked(in, start + at, b, l, kFileExtentRegular));
+      RETURN_IF_ERROR(insert_extent_locked(in, start + at, b, l, l, kFileExtentRegular, kCompressNone));
       RETURN_IF_ERROR(e_.insert_csums(b, sums.data() + at / kBlock * cs, l / kBlock));
       at += l;
     }
@@ -550,7 +550,7 @@ Status FileData::preallocate(FileState& in, uint64_t off, uint64_t len, bool kee
     }
   }
   Status st = [&]() -> Status {
-    for (auto& [f, b, l] : got) RETURN_IF_ERROR(insert_extent_locked(in, f, b, l, kFileExtentPrealloc));
+    for (auto& [f, b, l] : got) RETURN_IF_ERROR(insert_extent_locked(in, f, b, l, l, kFileExtentPrealloc, kCompressNone));
     return Status::Ok();
   }();
   if (!st.ok()) {
@@ -637,17 +637,19 @@ Result<uint64_t> FileData::seek(FileState& in, uint64_t off, int whence) {
   return std::min(pos, size);
 }
 
-Status FileData::insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type) {
+Status FileData::insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t disk_len, uint64_t len,
+                                      uint8_t type, uint8_t compression) {
   FileExtent fe;
   fe.generation = e_.transid();
   fe.ram_bytes = len;
+  fe.compression = compression;
   fe.type = type;
   fe.disk_bytenr = disk;
-  fe.disk_num_bytes = len;
+  fe.disk_num_bytes = disk_len;
   fe.num_bytes = len;
   RETURN_IF_ERROR(e_.tree(in.root).insert(ed_key(in.ino, file_off), fe.encode()));
-  RETURN_IF_ERROR(e_.add_data_extent(disk, len, in.root, in.ino, file_off));
-  in.item.nbytes += len;
+  RETURN_IF_ERROR(e_.add_data_extent(disk, disk_len, in.root, in.ino, file_off));
+  in.item.nbytes += len;  // file bytes, compressed or not (as btrfs; du -c shows the disk bytes)
   in.dirty = true;
   return Status::Ok();
 }
@@ -667,33 +669,17 @@ Result<std::pair<uint64_t, uint64_t>> FileData::alloc_extent_locked(uint64_t min
 }
 
 Status FileData::record_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, const uint8_t* csums) {
-  RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + len));
-  RETURN_IF_ERROR(insert_extent_locked(in, file_off, disk, len, kFileExtentRegular));
-  RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
-  in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
-  in.dirty = true;
-  stats_.bytes_written += len;
-  return Status::Ok();
+  return record_compressed_locked(in, file_off, disk, len, len, kCompressNone, csums);
 }
 
 Status FileData::record_compressed_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t disk_len,
                                           uint64_t ram_len, uint8_t type, const uint8_t* csums) {
   RETURN_IF_ERROR(drop_extents_locked(in, file_off, file_off + ram_len));
-  FileExtent fe;
-  fe.generation = e_.transid();
-  fe.ram_bytes = ram_len;
-  fe.compression = type;
-  fe.type = kFileExtentRegular;
-  fe.disk_bytenr = disk;
-  fe.disk_num_bytes = disk_len;
-  fe.num_bytes = ram_len;
-  RETURN_IF_ERROR(e_.tree(in.root).insert(ed_key(in.ino, file_off), fe.encode()));
-  RETURN_IF_ERROR(e_.add_data_extent(disk, disk_len, in.root, in.ino, file_off));
+  RETURN_IF_ERROR(insert_extent_locked(in, file_off, disk, disk_len, ram_len, kFileExtentRegular, type));
   RETURN_IF_ERROR(e_.insert_csums(disk, csums, disk_len / kBlock));
   // The feature flag goes with the first compressed extent: images that
   // never hold one stay readable by code without compression.
-  e_.set_incompat(kIncompatCompression);
-  in.item.nbytes += ram_len;  // st_blocks counts file bytes, as btrfs (du shows the disk bytes)
+  if (type != kCompressNone) e_.set_incompat(kIncompatCompression);
   in.disk_size = std::max(in.disk_size, std::min(file_off + ram_len, in.item.size));
   in.dirty = true;
   stats_.bytes_written += ram_len;

@@ -137,7 +137,9 @@ class FileData {
   Status check_backref_room_locked(const FileState& dst, const std::vector<std::pair<Key, FileExtent>>& pieces,
                                    uint64_t src_off, uint64_t dst_off);
   // A new file extent item over a new disk extent, its extent item, and nbytes.
-  Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t len, uint8_t type);
+  // `disk_len` bytes on disk hold `len` file bytes (fewer when compressed).
+  Status insert_extent_locked(FileState& in, uint64_t file_off, uint64_t disk, uint64_t disk_len, uint64_t len,
+                              uint8_t type, uint8_t compression);
   // Copy-on-write of whole blocks [start, start + data.size()) without touching the size.
   Status write_blocks(FileState& in, uint64_t start, const std::vector<uint8_t>& data);
   // Read [disk, disk + len) into `out` and verify it against `csums`; a

@@ -29,6 +29,7 @@ using namespace cairn;
 using cairn::test::TempImage;
 using cairn::test::check_clean;
 using cairn::test::pattern;
+using cairn::test::load_file;
 
 namespace {
 constexpr uint64_t kB = 4096;
@@ -505,21 +506,6 @@ TEST_CASE("Hostile compressed extents: lying lengths and algorithms are errors, 
   }
 }
 
-namespace {
-// A file of an image opened with the engine alone (FileData reads through
-// the engine's device, here a recording one): no daemon.
-std::unique_ptr<FileState> load_file(Engine& e, uint64_t ino) {
-  std::lock_guard lk(e.mutex());
-  auto raw = e.tree(kFsTreeId).lookup(Key{ino, kInodeItem, 0});
-  REQUIRE(raw.ok());
-  auto item = InodeItem::decode(raw.value());
-  REQUIRE(item.ok());
-  auto f = std::make_unique<FileState>(ino);
-  f->item = item.value();
-  f->disk_size = f->item.size;
-  return f;
-}
-}  // namespace
 
 TEST_CASE("Compressed writes: a crash at every flush point leaves a committed state, fsck clean, extents decode",
           "[compress][crash]") {

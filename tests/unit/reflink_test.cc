@@ -28,6 +28,7 @@ using cairn::test::TempImage;
 using cairn::test::check_clean;
 using cairn::test::check_report;
 using cairn::test::pattern;
+using cairn::test::load_file;
 using CopyMode = Filesystem::CopyMode;
 
 namespace {
@@ -293,19 +294,6 @@ TEST_CASE("An extent full of references: copy_file_range copies, a clone refuses
 }
 
 namespace {
-// A file of an image opened with the engine alone: FileData reads and
-// clones through the engine's device (here a recording one), no daemon.
-std::unique_ptr<FileState> load_file(Engine& e, uint64_t ino) {
-  std::lock_guard lk(e.mutex());
-  auto raw = e.tree(kFsTreeId).lookup(Key{ino, kInodeItem, 0});
-  REQUIRE(raw.ok());
-  auto item = InodeItem::decode(raw.value());
-  REQUIRE(item.ok());
-  auto f = std::make_unique<FileState>(ino);
-  f->item = item.value();
-  f->disk_size = f->item.size;
-  return f;
-}
 
 std::vector<char> read_all(Engine& e, FileState& f) {
   FileData data(e);

@@ -57,6 +57,18 @@ std::unique_ptr<Filesystem> TempImage::mount(MountOptions o) {
   return std::move(fs).value();
 }
 
+std::unique_ptr<FileState> load_file(Engine& e, uint64_t ino) {
+  std::lock_guard lk(e.mutex());
+  auto raw = e.tree(kFsTreeId).lookup(Key{ino, kInodeItem, 0});
+  REQUIRE(raw.ok());
+  auto item = InodeItem::decode(raw.value());
+  REQUIRE(item.ok());
+  auto f = std::make_unique<FileState>(ino);
+  f->item = item.value();
+  f->disk_size = f->item.size;
+  return f;
+}
+
 CheckReport check_report(const std::string& path) {
   auto dev = FileDevice::open(path, {true, false});
   REQUIRE(dev.ok());

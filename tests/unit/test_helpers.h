@@ -57,6 +57,10 @@ size_t for_each_crash_image(const RecordingDevice& rec, const std::map<uint64_t,
 // Every superblock copy on the device, encoded from `sb` (valid checksums).
 void write_superblocks(BlockDevice& dev, Superblock sb);
 
+// A file of an image opened with the engine alone (FileData reads and
+// clones through the engine's device, a recording one in crash tests): no daemon.
+std::unique_ptr<FileState> load_file(Engine& e, uint64_t ino);
+
 // n pseudo-random bytes from a seed.
 std::vector<char> pattern(size_t n, uint32_t seed);
 
