@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compression (issue 16): one real corpus — a tar of /usr/include and
-# /usr/share/doc (text, compressible) — and an incompressible file of random
+# Compression (issue 16): one real corpus — a tar of /usr/share and
+# /usr/include (text, images, locales: a mix) — and an incompressible file of random
 # bytes, written to Cairn with -o compress=none|lz4|zstd:1|zstd:3 and to
 # kernel btrfs with the same compress= (btrfs has no lz4: lzo is its
 # nearest), loop and FUSE images on the same backing disk, side by side in
@@ -15,9 +15,9 @@ set -euo pipefail
 command -v mkfs.btrfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q btrfs-progs >/dev/null
 MODES=${MODES:-"none lz4 zstd:1 zstd:3"}
 IMG=$DIR/compress.img
-CORPUS=$DIR/corpus.tar
+CORPUS=$DIR/corpus-share-include.tar
 NOISE=$DIR/noise.bin
-[ -s "$CORPUS" ] || tar -cf "$CORPUS" -C / usr/include usr/share/doc 2>/dev/null || [ -s "$CORPUS" ]
+[ -s "$CORPUS" ] || tar -cf "$CORPUS" -C / usr/share usr/include 2>/dev/null || [ -s "$CORPUS" ]
 [ -s "$NOISE" ] || head -c $((256 << 20)) /dev/urandom > "$NOISE"
 corpus_mib=$(( $(stat -c %s "$CORPUS") >> 20 ))
 noise_mib=$(( $(stat -c %s "$NOISE") >> 20 ))
@@ -61,7 +61,7 @@ for round in $(seq 1 "$RUNS"); do
 done
 
 machine_line
-echo "corpus: tar of /usr/include and /usr/share/doc, $corpus_mib MiB; incompressible: $noise_mib MiB random; median of $RUNS rounds"
+echo "corpus: tar of /usr/share and /usr/include, $corpus_mib MiB; incompressible: $noise_mib MiB random; median of $RUNS rounds"
 printf '%-14s %12s %12s %12s %16s %14s %16s\n' "system/mode" "space (MiB)" "space/btrfs" "write MiB/s" "write/btrfs" "read MiB/s" "random MiB/s"
 for mode in $MODES; do
   for sys in cairn btrfs; do

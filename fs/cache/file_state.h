@@ -36,10 +36,12 @@ struct FileState {
   // whose bytes were not written.
   uint64_t disk_size = 0;
   FileCache cache;     // dirty and in-flight pages, the error to report
-  // Compression heuristic (docs/design.md, "Compression"): extents in a row
-  // that did not compress. Past Writeback's limit the file is not tried
-  // again while it stays in memory, as btrfs marks such a file NOCOMPRESS.
-  std::atomic<uint32_t> compress_misses{0};
+  // Compression heuristic (docs/design.md, "Compression"): clusters in a
+  // row that did not compress; clusters still to be stored untried; and
+  // how often the file backed off since its last success (each back-off
+  // skips twice as many clusters). Races between clusters only shift
+  // where a guess lands.
+  std::atomic<uint32_t> compress_misses{0}, compress_skip{0}, compress_backoffs{0};
 };
 
 }  // namespace cairn

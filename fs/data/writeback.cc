@@ -267,8 +267,11 @@ Status Writeback::flush_inode(const std::shared_ptr<FileState>& in, bool wait) {
 }
 
 namespace {
-// Extents in a row that did not compress before a file is not tried again.
+// Clusters in a row that did not compress before a file backs off: it then
+// stores kCompressSkip clusters untried, twice as many after each further
+// miss, at most kCompressSkipMax; one success and it is tried fully again.
 constexpr uint32_t kCompressGiveUp = 8;
+constexpr uint32_t kCompressSkip = 32, kCompressSkipMax = 1024;
 }  // namespace
 
 CompressSpec Writeback::compression_for(const FileState& in) const {
@@ -277,7 +280,6 @@ CompressSpec Writeback::compression_for(const FileState& in) const {
   CompressSpec s = opts_.compress;
   if (own == kCompressZstd || own == kCompressLz4) s = CompressSpec{own, inode_compress_level(in.item.flags)};
   else if (own) return {};  // a choice this code does not know: store as is
-  if (in.compress_misses.load(std::memory_order_relaxed) >= kCompressGiveUp) return {};
   return s;
 }
 
@@ -440,8 +442,12 @@ void Writeback::submit(Ordered* oe) {
 void Writeback::compress_and_submit(Ordered* oe) {
   FileState& in = *oe->inode;
   const uint64_t bytes = oe->bytes();
-  if (in.compress_misses.load(std::memory_order_relaxed) >= kCompressGiveUp) {
-    // Given up while this cluster waited: written as it is, untried.
+  // Backing off: written as it is, untried.
+  uint32_t skip = in.compress_skip.load(std::memory_order_relaxed);
+  while (skip && !in.compress_skip.compare_exchange_weak(skip, skip - 1, std::memory_order_relaxed)) {
+  }
+  if (skip) {
+    stats_.compress_skipped += bytes;
     oe->compress = {};
     oe->stored_raw = true;
     submit(oe);
@@ -456,14 +462,22 @@ void Writeback::compress_and_submit(Ordered* oe) {
   const uint64_t disk_len = guess ? 0 : compress_extent(oe->compress, raw.data(), bytes, oe->encoded);
   if (disk_len == 0) {
     (guess ? stats_.compress_guessed : stats_.compress_rejected) += bytes;
-    if (in.compress_misses.fetch_add(1, std::memory_order_relaxed) + 1 == kCompressGiveUp)
-      stats_.compress_files_given_up++;
+    // After a back-off one miss is enough to back off again, for longer.
+    const uint32_t backoffs = in.compress_backoffs.load(std::memory_order_relaxed);
+    if (in.compress_misses.fetch_add(1, std::memory_order_relaxed) + 1 >= kCompressGiveUp || backoffs) {
+      in.compress_misses.store(0, std::memory_order_relaxed);
+      in.compress_skip.store(std::min(kCompressSkipMax, kCompressSkip << std::min(backoffs, 5u)),
+                             std::memory_order_relaxed);
+      in.compress_backoffs.fetch_add(1, std::memory_order_relaxed);
+      stats_.compress_backoffs++;
+    }
     oe->compress = {};
     oe->stored_raw = true;
     submit(oe);
     return;
   }
   in.compress_misses.store(0, std::memory_order_relaxed);
+  in.compress_backoffs.store(0, std::memory_order_relaxed);
   // Checksums of what is on disk: scrub and read repair verify compressed
   // extents without decoding them.
   const CsumType t = e_.csum_type();

@@ -54,9 +54,9 @@ struct WritebackStats {
   std::atomic<uint64_t> dontcache_writes{0};   // ordered extents written with RWF_DONTCACHE
   // Compression: extents written compressed, their file bytes and disk
   // bytes; file bytes stored as they are after a try or a guess that it
-  // would not pay, and of files the heuristic gave up on.
+  // would not pay, or untried while their file backed off; back-offs.
   std::atomic<uint64_t> compressed_extents{0}, compressed_in{0}, compressed_out{0};
-  std::atomic<uint64_t> compress_rejected{0}, compress_guessed{0}, compress_files_given_up{0};
+  std::atomic<uint64_t> compress_rejected{0}, compress_guessed{0}, compress_skipped{0}, compress_backoffs{0};
 };
 
 class Writeback {

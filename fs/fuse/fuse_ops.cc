@@ -495,7 +495,8 @@ nlohmann::json stats_json(Filesystem& fs) {
                       {"bytes_out", w.compressed_out.load()},
                       {"rejected_bytes", w.compress_rejected.load()},
                       {"guessed_incompressible_bytes", w.compress_guessed.load()},
-                      {"files_given_up", w.compress_files_given_up.load()}};
+                      {"skipped_bytes", w.compress_skipped.load()},
+                      {"backoffs", w.compress_backoffs.load()}};
   j["io"] = {{"io_uring_completions", fs.io().completions()}, {"queue_depth", fs.io().queue_depth()},
              {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};

@@ -111,6 +111,8 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
                        (uint64_t(spec.level) << kInodeCompressLevelShift);
       // A new choice gets a new chance: the heuristic forgets its misses.
       in->compress_misses = 0;
+      in->compress_skip = 0;
+      in->compress_backoffs = 0;
       in->item.ctime = current_time();
       mark_dirty(*in);
       return Status::Ok();
