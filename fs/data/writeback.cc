@@ -312,22 +312,12 @@ void Writeback::submit(Ordered* oe) {
       r = data_.alloc_extent_locked(kPageSize, oe->bytes());
     }
     if (compress.enabled()) {
+      // nothing allocated or mapped yet
     } else if (!r.ok()) {
       st = r.status();
     } else {
-      if (r->second < oe->bytes()) {
-        rest = new Ordered();
-        rest->wb = this;
-        rest->inode = oe->inode;
-        const size_t keep = r->second / kPageSize;
-        rest->first = oe->first + keep;
-        rest->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
-        rest->dropbehind = oe->dropbehind;
-        rest->awaited = oe->awaited;
-        rest->into_unwritten = false;  // looked up again at its own submit
-        rest->stored_raw = oe->stored_raw;
-        oe->pages.resize(keep);
-      }
+      // The rest's target (unwritten or not) is looked up at its own submit.
+      if (r->second < oe->bytes()) rest = split_tail(oe, r->second / kPageSize);
       oe->disk = r->first;
       auto m = e_.chunk_map().map(r->first, r->second);
       if (m.ok()) copies = m.value();
@@ -340,18 +330,7 @@ void Writeback::submit(Ordered* oe) {
     // random read later decodes one cluster at most.
     constexpr size_t kPer = kMaxCompressedRam / kPageSize;
     std::vector<Ordered*> clusters{oe};
-    while (clusters.back()->pages.size() > kPer) {
-      Ordered* cur = clusters.back();
-      Ordered* next = new Ordered();
-      next->wb = this;
-      next->inode = cur->inode;
-      next->first = cur->first + kPer;
-      next->pages.assign(cur->pages.begin() + long(kPer), cur->pages.end());
-      next->dropbehind = cur->dropbehind;
-      next->awaited = cur->awaited;
-      cur->pages.resize(kPer);
-      clusters.push_back(next);
-    }
+    while (clusters.back()->pages.size() > kPer) clusters.push_back(split_tail(clusters.back(), kPer));
     uint64_t reservation = oe->reserved;
     for (Ordered* c : clusters) {
       c->reserved = std::min(reservation, c->bytes());
@@ -401,10 +380,6 @@ void Writeback::submit(Ordered* oe) {
   const bool async = opts_.csum_mode == CsumMode::kAsync ||
                      (opts_.csum_mode == CsumMode::kAuto && oe->awaited && bytes >= 128 * 1024 && pool_.size() > 0);
   oe->pending = int(copies.size()) + 1;
-  // The host's page cache must not keep the image's pages either (buffered
-  // image I/O only: O_DIRECT never fills it).
-  const int flags = oe->dropbehind && !io_.direct() ? kRwfDontcache : 0;
-  if (flags) stats_.dontcache_writes++;
   auto compute = [oe] {
     // From the saved page list: submission never touches it (seed 003's v2 race).
     const CsumType t = oe->wb->e_.csum_type();
@@ -420,13 +395,7 @@ void Writeback::submit(Ordered* oe) {
     compute();
     stats_.sync_csums++;
   }
-  for (size_t k = 0; k < copies.size(); k++) {
-    oe->io[k].done = [oe](int64_t res) {
-      if (res < 0) oe->io_error = res;
-      oe->half_done();
-    };
-    io_.submit_write(copies[k], oe->iov.data(), int(oe->iov.size()), &oe->io[k], flags);
-  }
+  write_copies(oe, copies);
   if (async) {
     stats_.async_csums++;
     pool_.submit([oe, compute] {
@@ -513,15 +482,34 @@ void Writeback::compress_and_submit(Ordered* oe) {
   stats_.compressed_in += bytes;
   stats_.compressed_out += disk_len;
   oe->iov.assign(1, iovec{oe->encoded.data(), disk_len});
+  oe->pending = int(copies.size());  // the checksums are done
+  write_copies(oe, copies);
+}
+
+Writeback::Ordered* Writeback::split_tail(Ordered* oe, size_t keep) {
+  Ordered* tail = new Ordered();
+  tail->wb = this;
+  tail->inode = oe->inode;
+  tail->first = oe->first + keep;
+  tail->pages.assign(oe->pages.begin() + long(keep), oe->pages.end());
+  tail->dropbehind = oe->dropbehind;
+  tail->awaited = oe->awaited;
+  tail->stored_raw = oe->stored_raw;
+  oe->pages.resize(keep);
+  return tail;
+}
+
+void Writeback::write_copies(Ordered* oe, const std::vector<uint64_t>& copies) {
+  // The host's page cache must not keep the image's pages either (buffered
+  // image I/O only: O_DIRECT never fills it).
   const int flags = oe->dropbehind && !io_.direct() ? kRwfDontcache : 0;
   if (flags) stats_.dontcache_writes++;
-  oe->pending = int(copies.size());
   for (size_t k = 0; k < copies.size(); k++) {
     oe->io[k].done = [oe](int64_t res) {
       if (res < 0) oe->io_error = res;
       oe->half_done();
     };
-    io_.submit_write(copies[k], oe->iov.data(), 1, &oe->io[k], flags);
+    io_.submit_write(copies[k], oe->iov.data(), int(oe->iov.size()), &oe->io[k], flags);
   }
 }
 

@@ -530,13 +530,7 @@ TEST_CASE("Compressed writes: a crash at every flush point leaves a committed st
     fs->forget(ino, 1);
     REQUIRE(fs->unmount().ok());
   }
-  std::vector<uint8_t> image;
-  {
-    auto dev = img.open_device(true);
-    image.resize(dev->size());
-    REQUIRE(dev->read(0, image.data(), image.size()).ok());
-  }
-  auto rec = std::make_shared<RecordingDevice>(image);
+  auto rec = std::make_shared<RecordingDevice>(img.contents());
   std::map<uint64_t, std::vector<char>> at_gen;  // generation -> the file's bytes
   std::map<uint64_t, size_t> durable_after;
   std::mt19937_64 rng(16);

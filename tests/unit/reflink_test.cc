@@ -327,13 +327,7 @@ TEST_CASE("Reflinks: a crash at every flush point leaves an fsck-clean image hol
     }
     REQUIRE(fs->unmount().ok());
   }
-  std::vector<uint8_t> image;
-  {
-    auto dev = img.open_device(true);
-    image.resize(dev->size());
-    REQUIRE(dev->read(0, image.data(), image.size()).ok());
-  }
-  auto rec = std::make_shared<RecordingDevice>(image);
+  auto rec = std::make_shared<RecordingDevice>(img.contents());
   std::map<uint64_t, std::vector<std::vector<char>>> at_gen;
   std::map<uint64_t, size_t> durable_after;
   std::mt19937_64 rng(77);

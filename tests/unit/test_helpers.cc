@@ -50,6 +50,13 @@ std::shared_ptr<BlockDevice> TempImage::open_device(bool read_only) {
   return std::move(dev).value();
 }
 
+std::vector<uint8_t> TempImage::contents() {
+  auto dev = open_device(true);
+  std::vector<uint8_t> image(dev->size());
+  REQUIRE(dev->read(0, image.data(), image.size()).ok());
+  return image;
+}
+
 std::unique_ptr<Filesystem> TempImage::mount(MountOptions o) {
   auto fs = Filesystem::mount(open_device(), o);
   INFO(fs.status().to_string());

@@ -31,6 +31,8 @@ struct TempImage {
   ~TempImage();
   std::unique_ptr<Filesystem> mount(MountOptions o = {});
   std::shared_ptr<BlockDevice> open_device(bool read_only = false);
+  // Every byte of the (unmounted) image: the start of a recording device.
+  std::vector<uint8_t> contents();
 };
 
 // The checker's report on an unmounted image file.
