@@ -368,14 +368,16 @@ TEST_CASE("Incompressible data is stored as it is, and a file that keeps failing
   CHECK(ws.compress_skipped.load() >= 32 * kMaxCompressedRam);
   // A file of noise, then text: compressed again after the noise.
   const uint64_t mixed = cairn::test::new_file(*fs, "mixed", pattern(2 << 20, 4));
-  auto words_after = text(8 << 20, 4);
+  auto words_after = text(32 << 20, 4);
   REQUIRE(fs->write(mixed, 2 << 20, words_after.data(), words_after.size()).ok());
   REQUIRE(fs->fsync(mixed, false).ok());
   auto space = fs->file_space(mixed);
   REQUIRE(space.ok());
   REQUIRE(space->by_compression.count(kCompressZstd));
-  // Of 64 clusters of text at most the back-off's 32 are stored untried.
-  CHECK(space->by_compression.at(kCompressZstd).referenced >= (1 << 20));
+  // Of 256 clusters of text the back-off stores at most 128 untried: 32,
+  // doubled by each noise cluster that was already on a pool thread and
+  // missed after it (clusters run side by side; a slow ASan build saw two).
+  CHECK(space->by_compression.at(kCompressZstd).referenced >= (16 << 20));
   const uint64_t words = cairn::test::new_file(*fs, "words", text(2 << 20, 3));
   REQUIRE(fs->fsync(words, false).ok());
   CHECK(ws.compressed_extents.load() >= 16);
