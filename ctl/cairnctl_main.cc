@@ -13,6 +13,7 @@
 //   cairnctl subvolume show [--json] PATH
 //   cairnctl subvolume sync MOUNTPOINT
 //   cairnctl du [--json] PATH...
+//   cairnctl filesystem usage [--json] MOUNTPOINT|IMAGE
 // Exit status: 0 no uncorrectable errors; 3 uncorrectable errors remain;
 // 1 operational failure; 2 usage.
 #include <fcntl.h>
@@ -31,6 +32,8 @@
 #include <vector>
 
 #include "cairn_version.h"
+#include "control_client.h"
+#include "filesystem_usage.h"
 #include "check/checker.h"
 #include "dev/block_device.h"
 #include "fuse/control.h"
@@ -40,43 +43,10 @@
 #include "tree/engine.h"
 
 using namespace cairn;
+using namespace cairn::ctl;
 using nlohmann::json;
 
 namespace {
-
-enum Exit { kOk = 0, kFailed = 1, kUsage = 2, kUncorrectable = 3 };
-
-int fail(const std::string& msg, int code = kFailed) {
-  std::cerr << "cairnctl: " << msg << "\n";
-  return code;
-}
-
-// One control request on `path`; the reply document, or an error message.
-Result<json> control(const std::string& path, unsigned long cmd, const json* request = nullptr) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Status::Error(errno, path + ": " + std::strerror(errno));
-  std::vector<char> buf(kCtlBufferSize, 0);
-  if (request) {
-    std::string in = request->dump();
-    std::memcpy(buf.data(), in.data(), std::min(in.size(), buf.size() - 1));
-  }
-  int r = ioctl(fd, cmd, buf.data());
-  int e = errno;
-  ::close(fd);
-  if (r < 0) {
-    if (e == ENOTTY || e == ENOSYS) return Status::Error(e, path + " is not on a mounted Cairn filesystem (or not its root)");
-    if (e == EPERM || e == EACCES) return Status::Error(e, path + ": permission denied (root or the filesystem's owner only)");
-    if (e == EBUSY) return Status::Error(e, path + ": a scrub is already running");
-    if (e == ENOENT && cmd == CAIRN_IOC_SCRUB_CANCEL) return Status::Error(e, path + ": no scrub is running");
-    if (e == ENOENT) return Status::Error(e, path + ": no scrub to resume");
-    if (e == EALREADY) return Status::Error(e, path + ": the last scrub finished; use 'scrub start'");
-    if (e == EROFS) return Status::Error(e, path + ": mounted read-only");
-    return Status::Error(e, path + ": " + std::strerror(e));
-  }
-  auto j = json::parse(std::string(buf.data()), nullptr, false);
-  if (j.is_discarded()) return Status::Error(EPROTO, "the daemon sent a malformed reply");
-  return j;
-}
 
 std::string mib(uint64_t bytes) {
   char b[64];
@@ -721,6 +691,13 @@ int main(int argc, char** argv) {
   auto* cz_set_opt = cz->add_option("--set", cz_set, "zstd[:1-19], lz4 or none (never compress)");
   cz->add_flag("--clear", cz_clear, "Back to the mount's -o compress")->excludes(cz_set_opt);
 
+  auto* fsys = app.add_subcommand("filesystem", "The filesystem as a whole");
+  fsys->require_subcommand(1);
+  auto* fs_usage = fsys->add_subcommand("usage", "Where the device's bytes are: per chunk type and profile, "
+                                                 "free estimate, reserves (as btrfs filesystem usage)");
+  fs_usage->add_option("TARGET", target, "A mount point, or an unmounted image or device")->required();
+  fs_usage->add_flag("--json", as_json, "Machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -730,6 +707,7 @@ int main(int argc, char** argv) {
     return kUsage;
   }
   if (*st) return stats(target, as_json);
+  if (*fs_usage) return filesystem_usage(target, as_json);
   if (*vf) return verify(paths, as_json);
   if (*cl) return clone(clone_src, clone_dst, clone_range);
   if (*sv_create) return subvolume_create(sv_path);

@@ -47,7 +47,7 @@ int fail(const std::string& msg) {
 int main(int argc, char** argv) {
   CLI::App app{"Make a Cairn copy-on-write, checksumming filesystem on IMAGE (a file or block device)."};
   app.set_version_flag("-V,--version", std::string("mkfs.cairn ") + CAIRN_VERSION_STRING);
-  std::string image, size_str, label, uuid_str, csum = "crc32c", meta = "single", data = "single";
+  std::string image, size_str, label, uuid_str, csum = "crc32c", meta = "dup", data = "single";
   uint32_t nodesize = kDefaultNodeSize;
   bool force = false, quiet = false;
   app.add_option("IMAGE", image, "Image file (created if missing) or block device")->required();
@@ -56,7 +56,10 @@ int main(int argc, char** argv) {
   app.add_option("-U,--uuid", uuid_str, "Filesystem UUID (default: random)");
   app.add_option("--csum", csum, "Data and metadata checksum: crc32c, xxhash64, sha256, blake2b")->capture_default_str();
   app.add_option("-n,--nodesize", nodesize, "Tree node size in bytes: 4096..65536, a power of two")->capture_default_str();
-  app.add_option("-m,--metadata", meta, "Metadata profile: single or dup")->capture_default_str();
+  // DUP metadata by default, as btrfs-progs since 5.15: one bad sector in a
+  // tree node must not take what hangs below it.
+  app.add_option("-m,--metadata", meta, "Metadata profile: dup (two copies of every tree node) or single")
+      ->capture_default_str();
   app.add_option("-d,--data", data, "Data profile: single or dup")->capture_default_str();
   app.add_flag("-f,--force", force, "Overwrite an existing filesystem");
   app.add_flag("-q,--quiet", quiet, "Print nothing on success");
@@ -119,7 +122,8 @@ int main(int argc, char** argv) {
               << "  size:       " << format_size(sb.total_bytes) << " (" << sb.total_bytes << " bytes)\n"
               << "  node size:  " << sb.node_size << "\n"
               << "  checksum:   " << csum_name(sb.csum_type) << "\n"
-              << "  metadata:   " << meta << "\n"
+              << "  metadata:   " << meta << (meta == "dup" ? " (two copies of every tree node; -m single for one)" : "")
+              << "\n"
               << "  data:       " << data << "\n";
   }
   return 0;

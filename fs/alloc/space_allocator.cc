@@ -190,23 +190,26 @@ void SpaceAllocator::pin(uint64_t start, uint64_t len) {
   pinned_.push_back({start, len});
   pinned_bytes_ += len;
   const Chunk* c = chunks_->find(start);
-  if (c && c->type == kChunkData) pinned_data_bytes_ += len;
+  pinned_by_type_[type_index(c ? c->type : kChunkMetadata)] += len;
 }
 
 void SpaceAllocator::unpin_all() {
   for (auto [s, l] : pinned_) free_now(s, l);
   pinned_.clear();
   pinned_bytes_ = 0;
-  pinned_data_bytes_ = 0;
+  for (auto& b : pinned_by_type_) b = 0;
 }
 
 uint64_t SpaceAllocator::metadata_reserve() const { return uint64_t(node_size_) * 256; }
 
+uint64_t SpaceAllocator::metadata_chunk_held_back() const {
+  const uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
+  if (free_in_chunks(kChunkMetadata) >= meta_chunk / 2) return 0;
+  return std::min(meta_chunk, chunks_->unallocated(data_profile_));
+}
+
 uint64_t SpaceAllocator::data_available() const {
-  uint64_t unalloc = chunks_->unallocated(data_profile_);
-  uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
-  if (free_in_chunks(kChunkMetadata) < meta_chunk / 2) unalloc = unalloc > meta_chunk ? unalloc - meta_chunk : 0;
-  return free_in_chunks(kChunkData) + unalloc;
+  return free_in_chunks(kChunkData) + chunks_->unallocated(data_profile_) - metadata_chunk_held_back();
 }
 
 uint64_t SpaceAllocator::metadata_available() const {

@@ -61,7 +61,10 @@ class SpaceAllocator {
   void pin(uint64_t start, uint64_t len);       // freed in the running transaction
   void unpin_all();                             // the running transaction is durable
   uint64_t pinned_bytes() const { return pinned_bytes_; }
-  uint64_t pinned_data_bytes() const { return pinned_data_bytes_; }
+  uint64_t pinned_data_bytes() const { return pinned_of(kChunkData); }
+  // Pinned bytes in chunks of one type (space reports count them as free
+  // to come, not as used).
+  uint64_t pinned_of(uint32_t type) const { return pinned_by_type_[type_index(type)]; }
 
   // Free bytes in existing chunks of this type (kept as ranges come and go:
   // every reservation asks).
@@ -70,6 +73,9 @@ class SpaceAllocator {
   // but keeping a metadata reserve so deletes and commits never run dry.
   uint64_t data_available() const;
   uint64_t metadata_available() const;
+  // The unallocated device space data_available() keeps back for a metadata
+  // chunk (0 while the metadata chunks still have half a chunk free).
+  uint64_t metadata_chunk_held_back() const;
   bool chunks_changed() const { return !chunks_->changed().empty(); }
 
   // Give back every data and metadata chunk nothing lives in: no extent, no
@@ -104,8 +110,9 @@ class SpaceAllocator {
   FreeMap data_free_, meta_free_, system_free_;
   std::map<uint32_t, uint64_t> cursor_;
   std::vector<std::pair<uint64_t, uint64_t>> pinned_;
+  static size_t type_index(uint32_t type) { return type == kChunkData ? 0 : type == kChunkSystem ? 2 : 1; }
   uint64_t pinned_bytes_ = 0;
-  uint64_t pinned_data_bytes_ = 0;
+  uint64_t pinned_by_type_[3] = {0, 0, 0};
   uint64_t chunks_reclaimed_ = 0;
 };
 

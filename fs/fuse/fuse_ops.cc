@@ -457,9 +457,9 @@ nlohmann::json stats_json(Filesystem& fs) {
   const DataStats& d = fs.data().stats();
   const WritebackStats& w = fs.writeback().stats();
   const CommitStats cs = fs.commit_stats();
-  FsStats sf = fs.statfs();
   {
     std::lock_guard lk(e.mutex());
+    const SpaceUsage u = fs.space_usage_locked();
     const DevStats& ds = e.dev_stats();
     j["device"] = e.device().name();
     j["generation"] = e.last_committed();
@@ -468,7 +468,10 @@ nlohmann::json stats_json(Filesystem& fs) {
                    {"uncorrectable", ds.uncorrectable}};
     const NodeStoreStats& ns = e.store().stats();
     j["metadata"] = {{"node_reads", ns.reads}, {"node_cache_hits", ns.cache_hits}, {"node_writes", ns.writes}};
-    j["space"] = {{"total_bytes", sf.total_bytes}, {"used_bytes", e.bytes_used()}, {"available_bytes", sf.avail_bytes}};
+    // The same account df and `cairnctl filesystem usage` show.
+    j["space"] = {{"total_bytes", u.df_size()}, {"used_bytes", u.df_used()}, {"available_bytes", u.df_available()},
+                  {"referenced_bytes", e.bytes_used()}};
+    j["usage"] = space_usage_json(u);
     const ChunkMap& cm = e.chunk_map();
     const SpaceAllocator& sa = e.allocator();
     j["chunks"] = {{"count", cm.count()},

@@ -400,18 +400,29 @@ Status Filesystem::process_orphans() {
   return Status::Ok();
 }
 
+SpaceUsage Filesystem::space_usage_locked() {
+  const Superblock& sb = engine_->super();
+  return cairn::space_usage(engine_->chunk_map(), engine_->allocator(), sb.data_profile, sb.metadata_profile,
+                            writeback_ ? writeback_->reserved_bytes() : 0);
+}
+
+SpaceUsage Filesystem::space_usage() {
+  std::lock_guard lk(engine_->mutex());
+  return space_usage_locked();
+}
+
 FsStats Filesystem::statfs() {
   std::lock_guard lk(engine_->mutex());
+  const SpaceUsage u = space_usage_locked();
   FsStats s{};
   s.block_size = kSectorSize;
   s.name_max = 255;
-  s.total_bytes = engine_->super().total_bytes;
-  // Space freed in the running transaction is free from the user's point
-  // of view: the next commit (forced by an allocation that needs it) releases it.
-  const uint64_t have = engine_->allocator().data_available() + engine_->allocator().pinned_data_bytes();
-  const uint64_t promised = writeback_ ? writeback_->reserved_bytes() : 0;
-  s.avail_bytes = have > promised ? have - promised : 0;
-  s.free_bytes = s.avail_bytes;
+  // df's Used is what data and metadata occupy, Avail what files can still
+  // take; the difference from Size is what the filesystem keeps for itself
+  // (docs/design.md, "Space reports").
+  s.total_bytes = u.df_size();
+  s.avail_bytes = u.df_available();
+  s.free_bytes = std::max(s.avail_bytes, s.total_bytes - std::min(s.total_bytes, u.df_used()));
   const uint64_t meta_free = engine_->allocator().free_in_chunks(kChunkMetadata);
   // Inodes are not preallocated: estimate from metadata space, as btrfs does.
   s.files_free = meta_free / 512 + s.avail_bytes / 4096;

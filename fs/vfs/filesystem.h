@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "alloc/space_usage.h"
 #include "data/file_data.h"
 #include "data/writeback.h"
 #include "io/io_engine.h"
@@ -242,6 +243,9 @@ class Filesystem {
   uint64_t root_ino() const { return root_vino_; }
 
   FsStats statfs();
+  // Where the device's bytes are (df, cairnctl stats and filesystem usage).
+  SpaceUsage space_usage();
+  SpaceUsage space_usage_locked();  // engine mutex held
   // Write back every dirty page, then commit (the periodic commit, syncfs).
   Status sync();
   // Commit, joining any commit requested concurrently (group commit).
