@@ -80,14 +80,15 @@ bool SpaceAllocator::mark_used(uint64_t start, uint64_t len) {
 Status SpaceAllocator::grow(uint32_t type, uint64_t min_len) {
   uint32_t profile = profile_for(type);
   // Empty chunks of the other types first: their space may be what is missing.
-  if (chunks_->unallocated(profile) < std::max(min_len, chunks_->preferred_size(type)) * (profile == kProfileDup ? 2 : 1))
-    reclaim_empty();
+  // (unallocated(profile) is already in the profile's logical bytes.)
+  if (chunks_->unallocated(profile) < std::max(min_len, chunks_->preferred_size(type))) reclaim_empty();
   if (type == kChunkData) {
     // Keep room for one more metadata chunk: running out of metadata space
-    // is what turns a full disk into an unmountable one.
-    uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
-    uint64_t need = min_len * (profile == kProfileDup ? 2 : 1);
-    if (chunks_->unallocated(kProfileSingle) < need + meta_chunk && free_in_chunks(kChunkMetadata) < meta_chunk / 2)
+    // is what turns a full disk into an unmountable one. The same rule as
+    // data_available(), in device bytes, so that every byte a writer was
+    // promised can be allocated.
+    const uint64_t need = min_len * (profile == kProfileDup ? 2 : 1);
+    if (chunks_->unallocated(kProfileSingle) < need + metadata_room_device_bytes())
       return Status::NoSpace("no space left for data");
   }
   ASSIGN_OR_RETURN(Chunk c, chunks_->allocate(type, profile, min_len));
@@ -202,10 +203,18 @@ void SpaceAllocator::unpin_all() {
 
 uint64_t SpaceAllocator::metadata_reserve() const { return uint64_t(node_size_) * 256; }
 
-uint64_t SpaceAllocator::metadata_chunk_held_back() const {
-  const uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata) * (meta_profile_ == kProfileDup ? 2 : 1);
+uint64_t SpaceAllocator::metadata_room_device_bytes() const {
+  // Free metadata space is logical bytes; so is the chunk it is compared with.
+  const uint64_t meta_chunk = chunks_->preferred_size(kChunkMetadata);
   if (free_in_chunks(kChunkMetadata) >= meta_chunk / 2) return 0;
-  return std::min(meta_chunk, chunks_->unallocated(data_profile_));
+  return meta_chunk * (meta_profile_ == kProfileDup ? 2 : 1);
+}
+
+uint64_t SpaceAllocator::metadata_chunk_held_back() const {
+  // In the bytes data could have had (unallocated(data_profile_)): the
+  // metadata chunk's device bytes over the data copies.
+  return std::min(metadata_room_device_bytes() / (data_profile_ == kProfileDup ? 2 : 1),
+                  chunks_->unallocated(data_profile_));
 }
 
 uint64_t SpaceAllocator::data_available() const {

@@ -104,6 +104,9 @@ class SpaceAllocator {
                                                          bool may_grow);
   Status grow(uint32_t type, uint64_t min_len);
   uint64_t metadata_reserve() const;
+  // Device bytes a new data chunk must leave unallocated for the next
+  // metadata chunk (0 while the metadata chunks have half a chunk free).
+  uint64_t metadata_room_device_bytes() const;
 
   ChunkMap* chunks_;
   uint32_t data_profile_, meta_profile_, node_size_;

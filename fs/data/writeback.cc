@@ -331,7 +331,8 @@ void Writeback::submit(Ordered* oe) {
     constexpr size_t kPer = kMaxCompressedRam / kPageSize;
     std::vector<Ordered*> clusters{oe};
     while (clusters.back()->pages.size() > kPer) clusters.push_back(split_tail(clusters.back(), kPer));
-    uint64_t reservation = oe->reserved;
+    uint64_t reservation = 0;
+    for (Ordered* c : clusters) reservation += c->reserved;
     for (Ordered* c : clusters) {
       c->reserved = std::min(reservation, c->bytes());
       reservation -= c->reserved;
@@ -352,8 +353,10 @@ void Writeback::submit(Ordered* oe) {
     ordered_in_flight_++;
   }
   const uint64_t bytes = oe->bytes();
-  // The space is taken now (or the extent failed); a split-off rest was
-  // part of this reservation.
+  // The space is taken now (or the extent failed). A split-off rest took
+  // its share of the reservation along (split_tail): it allocates later,
+  // outside this hold of the engine mutex, and a writer must not be
+  // promised that space in between.
   release_reservation(oe->reserved);
   oe->reserved = 0;
   if (!st.ok()) {
@@ -496,6 +499,10 @@ Writeback::Ordered* Writeback::split_tail(Ordered* oe, size_t keep) {
   tail->awaited = oe->awaited;
   tail->stored_raw = oe->stored_raw;
   oe->pages.resize(keep);
+  // The reservation goes with the pages not yet allocated: as much as the
+  // tail could need, the rest stays (either is released at its allocation).
+  tail->reserved = std::min(oe->reserved, tail->bytes());
+  oe->reserved -= tail->reserved;
   return tail;
 }
 

@@ -102,7 +102,8 @@ class Writeback {
   // not compress goes back to submit() to be written as it is.
   void compress_and_submit(Ordered* oe);
   // A new ordered extent of oe's pages from `keep` on (oe keeps the first
-  // `keep`); the caller counts it in flight.
+  // `keep`), with its share of oe's space reservation; the caller counts it
+  // in flight.
   Ordered* split_tail(Ordered* oe, size_t keep);
   // One write per copy; each completion drops oe's count (set by the caller).
   void write_copies(Ordered* oe, const std::vector<uint64_t>& copies);
