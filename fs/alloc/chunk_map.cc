@@ -134,9 +134,10 @@ uint64_t ChunkMap::unallocated(uint32_t profile) const {
   return free_total_;
 }
 
-Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_len) {
+Result<Chunk> ChunkMap::allocate(uint32_t type, uint32_t profile, uint64_t min_len, uint64_t max_len) {
   min_len = std::max<uint64_t>((min_len + kMiB - 1) / kMiB * kMiB, kMiB);
-  const uint64_t want = std::max(preferred_size(type), min_len);
+  if (max_len / kMiB * kMiB < min_len) return Status::NoSpace("no room for a chunk of the size asked");
+  const uint64_t want = std::max(std::min(preferred_size(type), max_len / kMiB * kMiB), min_len);
   const auto& gaps = gaps_;
   Chunk c;
   c.type = type;

@@ -32,8 +32,9 @@ class ChunkMap {
   // Add a chunk read from the chunk tree at open (already validated).
   void load(const Chunk& c);
   // Carve a new chunk out of unallocated device space. Its size is the type's
-  // preferred size, or less if the device has less left (at least `min_len`).
-  Result<Chunk> allocate(uint32_t type, uint32_t profile, uint64_t min_len);
+  // preferred size, at most `max_len`, or less if the device has less left
+  // (at least `min_len`).
+  Result<Chunk> allocate(uint32_t type, uint32_t profile, uint64_t min_len, uint64_t max_len = UINT64_MAX);
   // Give a chunk's device space back (the caller knows nothing lives in it).
   void remove(uint64_t logical);
   // Unallocated device bytes usable by a new chunk of this profile.

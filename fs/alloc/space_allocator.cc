@@ -82,16 +82,19 @@ Status SpaceAllocator::grow(uint32_t type, uint64_t min_len) {
   // Empty chunks of the other types first: their space may be what is missing.
   // (unallocated(profile) is already in the profile's logical bytes.)
   if (chunks_->unallocated(profile) < std::max(min_len, chunks_->preferred_size(type))) reclaim_empty();
+  uint64_t max_len = UINT64_MAX;
   if (type == kChunkData) {
     // Keep room for one more metadata chunk: running out of metadata space
     // is what turns a full disk into an unmountable one. The same rule as
     // data_available(), in device bytes, so that every byte a writer was
-    // promised can be allocated.
-    const uint64_t need = min_len * (profile == kProfileDup ? 2 : 1);
-    if (chunks_->unallocated(kProfileSingle) < need + metadata_room_device_bytes())
-      return Status::NoSpace("no space left for data");
+    // promised can be allocated; and the chunk itself is cut so that it
+    // leaves that room (its preferred size could otherwise eat it).
+    const uint64_t copies = profile == kProfileDup ? 2 : 1;
+    const uint64_t unalloc = chunks_->unallocated(kProfileSingle), room = metadata_room_device_bytes();
+    if (unalloc < min_len * copies + room) return Status::NoSpace("no space left for data");
+    max_len = (unalloc - room) / copies;
   }
-  ASSIGN_OR_RETURN(Chunk c, chunks_->allocate(type, profile, min_len));
+  ASSIGN_OR_RETURN(Chunk c, chunks_->allocate(type, profile, min_len, max_len));
   insert_free(map_for(type), c.logical, c.length);
   return Status::Ok();
 }
