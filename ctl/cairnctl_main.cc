@@ -24,6 +24,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -133,6 +134,11 @@ int stats(const std::string& mnt, bool as_json) {
   return kOk;
 }
 
+// -B in the foreground: SIGINT or SIGTERM (Ctrl-C, systemctl stop) cancels
+// the scrub in the daemon rather than leaving it running unwatched.
+volatile std::sig_atomic_t g_stop_signal = 0;
+void on_stop_signal(int sig) { g_stop_signal = sig; }
+
 int scrub_online(const std::string& mnt, bool resume, bool wait, double limit_mib, bool as_json) {
   json req = {{"limit_bytes_per_sec", uint64_t(limit_mib * (1 << 20))}, {"resume", resume}};
   auto j = control(mnt, CAIRN_IOC_SCRUB_START, &req);
@@ -147,7 +153,19 @@ int scrub_online(const std::string& mnt, bool resume, bool wait, double limit_mi
   // Poll often enough that a short scrub is not reported late (its speed is
   // measured by the daemon, but -B's wall time is what users see).
   auto last_bar = std::chrono::steady_clock::now();
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  bool cancelled = false;
   while (r["state"] == "running") {
+    if (g_stop_signal && !cancelled) {
+      auto c = control(mnt, CAIRN_IOC_SCRUB_CANCEL);
+      if (!c.ok() && c.status().code() != ENOENT) return fail(c.status().message());
+      cancelled = true;
+      std::cerr << "cairnctl: " << strsignal(g_stop_signal) << ": scrub cancelled; 'cairnctl scrub resume " << mnt
+                << "' continues it\n";
+    }
     if (tty && std::chrono::steady_clock::now() - last_bar > std::chrono::milliseconds(250)) {
       progress_bar(r);
       last_bar = std::chrono::steady_clock::now();
@@ -158,7 +176,8 @@ int scrub_online(const std::string& mnt, bool resume, bool wait, double limit_mi
     r = s.value();
   }
   if (tty) std::fprintf(stderr, "\r%60s\r", "");
-  return finish(r, as_json);
+  const int rc = finish(r, as_json);
+  return cancelled && rc == kOk ? kFailed : rc;  // a scrub that did not finish did not prove anything
 }
 
 int scrub_status(const std::string& mnt, bool as_json) {

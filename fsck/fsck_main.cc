@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
   app.add_flag("-y,--yes", yes, "Same as --repair (fsck -y)");
   app.add_flag("--check-data", a.check_data, "Also verify every data block's checksum, every copy (as scrub)");
   app.add_flag("-f,--force", force, "Check even if it looks clean (always done)");
-  app.add_flag("-p,--preen", preen, "Non-interactive, as fsck -p (checking only unless --repair)");
+  // fsck(8) at boot (fstab pass > 0, as fsck.fuse.cairn) passes -a or -p.
+  app.add_flag("-p,-a,--preen", preen, "Non-interactive, as fsck -p or -a (checking only unless --repair)");
   app.add_flag("--json", a.json, "Print a machine-readable report");
   app.add_flag("-v,--verbose", a.verbose, "Print statistics");
   try {
