@@ -12,6 +12,7 @@
 
 #include "cairn_version.h"
 #include "dev/block_device.h"
+#include "populate.h"
 #include "format/superblock.h"
 #include "tree/engine.h"
 #include "util/endian.h"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("-V,--version", std::string("mkfs.cairn ") + CAIRN_VERSION_STRING);
   std::string image, size_str, label, uuid_str, csum = "crc32c", meta = "dup", data = "single";
   uint32_t nodesize = kDefaultNodeSize;
+  std::string rootdir;
   bool force = false, quiet = false;
   app.add_option("IMAGE", image, "Image file (created if missing) or block device")->required();
   app.add_option("-s,--size", size_str, "Filesystem size (e.g. 8G); creates or extends a regular file");
@@ -61,6 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("-m,--metadata", meta, "Metadata profile: dup (two copies of every tree node) or single")
       ->capture_default_str();
   app.add_option("-d,--data", data, "Data profile: single or dup")->capture_default_str();
+  app.add_option("-r,--rootdir", rootdir, "Fill the new filesystem from this directory (its tree, owners, modes, "
+                                          "times, extended attributes, hard links, holes)");
   app.add_flag("-f,--force", force, "Overwrite an existing filesystem");
   app.add_flag("-q,--quiet", quiet, "Print nothing on success");
   CLI11_PARSE(app, argc, argv);
@@ -91,6 +95,12 @@ int main(int argc, char** argv) {
     if (*size < kMinDeviceSize) return fail("size " + format_size(*size) + " is too small: at least 64 MiB");
   }
 
+  if (!rootdir.empty()) {
+    // Checked before anything is written: a typo must not cost the image.
+    struct stat rs;
+    if (::stat(rootdir.c_str(), &rs) != 0) return fail("--rootdir " + rootdir + ": " + std::strerror(errno));
+    if (!S_ISDIR(rs.st_mode)) return fail("--rootdir " + rootdir + ": not a directory");
+  }
   struct stat st;
   bool exists = ::stat(image.c_str(), &st) == 0;
   if (!exists) {
@@ -115,16 +125,45 @@ int main(int argc, char** argv) {
   auto eng = Engine::format(bdev, p);
   if (!eng.ok()) return fail(image + ": " + eng.status().message());
   const Superblock& sb = eng.value()->super();
+  const std::string profile_line = meta == "dup" ? " (two copies of every tree node; -m single for one)" : "";
+  const Superblock sb_copy = sb;
+  std::optional<PopulateProgress> filled;
+  if (!rootdir.empty()) {
+    // The new filesystem is mounted (without FUSE) and the tree copied in
+    // through the same calls the daemon makes.
+    eng.value().reset();
+    bdev.reset();
+    FileDeviceOptions dopts;
+    dopts.exclusive_lock = true;
+    auto again = FileDevice::open(image, dopts);
+    if (!again.ok()) return fail(again.status().message());
+    PopulateOptions po;
+    po.rootdir = rootdir;
+    const bool tty = !quiet && isatty(STDERR_FILENO);
+    if (tty)
+      po.on_progress = [](const PopulateProgress& p) {
+        std::fprintf(stderr, "\rcopying: %llu entries, %s   ", static_cast<unsigned long long>(p.entries),
+                     format_size(p.bytes).c_str());
+        std::fflush(stderr);
+      };
+    auto r = populate_from_directory(std::move(again).value(), po);
+    if (tty) std::fprintf(stderr, "\r%60s\r", "");
+    if (!r.ok()) return fail(image + ": filling from " + rootdir + ": " + r.status().message());
+    filled = r.value();
+  }
   if (!quiet) {
+    const Superblock& sb = sb_copy;
     std::cout << "Created a Cairn filesystem on " << image << "\n"
               << "  label:      " << (sb.label.empty() ? "(none)" : sb.label) << "\n"
               << "  uuid:       " << uuid_to_string(sb.fsid) << "\n"
               << "  size:       " << format_size(sb.total_bytes) << " (" << sb.total_bytes << " bytes)\n"
               << "  node size:  " << sb.node_size << "\n"
               << "  checksum:   " << csum_name(sb.csum_type) << "\n"
-              << "  metadata:   " << meta << (meta == "dup" ? " (two copies of every tree node; -m single for one)" : "")
-              << "\n"
+              << "  metadata:   " << meta << profile_line << "\n"
               << "  data:       " << data << "\n";
+    if (filled)
+      std::cout << "  rootdir:    " << rootdir << ": " << filled->entries << " entries, " << format_size(filled->bytes)
+                << " of data\n";
   }
   return 0;
 }

@@ -70,6 +70,12 @@ Result<Superblock> Engine::read_superblock(BlockDevice& dev, std::vector<Superbl
     if (copies) copies->push_back(info);
   }
   if (!best) return first_error;
+  // Copy locations past the end of the newest filesystem are not its copies,
+  // whatever they hold (mkfs zeroes them; a smaller filesystem made on a
+  // larger device or image has them beyond its end).
+  if (copies)
+    for (auto& c : *copies)
+      if (c.offset + kSuperblockSize > best->total_bytes) c = SuperblockCopyInfo{c.offset, false, Status::Ok(), 0};
   return *best;
 }
 
