@@ -14,11 +14,35 @@ MNT=$DIR/mnt
 LOOP=
 mkdir -p "$MNT"
 bench_cleanup() {
+  local rc=$?
   mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null || true; }
   [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
   rm -f "$DIR"/*.img
+  (exit $rc); bench_chart
 }
 trap bench_cleanup EXIT
+
+# What a script prints also goes to its raw results file, and when it ends
+# well, a chart of its tables goes beside it (bench/plot.py): RESULTS=FILE
+# to choose the name, RESULTS= (empty) for neither.
+RESULTS=${RESULTS-$ROOT/bench/results-$(date +%Y-%m-%d)-$(basename "$0" .sh).txt}
+if [ -n "$RESULTS" ]; then
+  /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib > /dev/null 2>&1 ||
+    echo "bench: python3-matplotlib missing, no chart" >&2
+  exec 3>&1
+  exec > >(tee "$RESULTS")
+  RESULTS_TEE=$!
+fi
+# Called by the EXIT trap: let the tee finish the file, then draw it.
+bench_chart() {
+  local rc=$?
+  [ -n "${RESULTS:-}" ] || return 0
+  exec 1>&3 3>&-
+  wait "$RESULTS_TEE" 2>/dev/null
+  [ "$rc" -eq 0 ] && /usr/bin/python3 "$ROOT/bench/plot.py" "$RESULTS" "${RESULTS%.txt}.png" >&2 || true
+  echo "bench: results in $RESULTS" >&2
+}
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }

@@ -29,7 +29,7 @@ unmount_all() {
   LOOP=
   rm -f "$DIR/raw-seq"
 }
-trap 'unmount_all; bench_cleanup' EXIT
+trap 'rc=$?; unmount_all; (exit $rc); bench_cleanup' EXIT
 
 dd if=/dev/urandom of="$DIR/source" bs=1M count="$SIZE_MB" status=none
 present=()
