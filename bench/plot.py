@@ -144,6 +144,9 @@ def main():
     panels = []
     for t in tables(text):
         for title, bars in charts(t):
+            # A table of ratios says what over what in its label column.
+            if "/" in t["title"]:
+                title = t["title"] + ": " + title
             panels.append((utf8(t["title"]), utf8(title), [(utf8(n), v) for n, v in bars]))
     if not panels:
         sys.exit("plot.py: no table found in " + src)

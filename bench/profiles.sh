@@ -84,7 +84,7 @@ for sys in $SYSTEMS; do
   done
 done
 echo
-printf '%-16s %12s %12s %12s\n' "dup / single" "seq" "creates" "fsync"
+printf '%-16s %12s %12s %12s\n' "dup/single" "seq" "creates" "fsync"
 for sys in $SYSTEMS; do
   printf '%-16s %12s %12s %12s\n' "$sys" "$(ratio "$(med "$sys/dup" seq)" "$(med "$sys/single" seq)")" \
     "$(ratio "$(med "$sys/dup" creates)" "$(med "$sys/single" creates)")" \
