@@ -33,7 +33,8 @@ Timespec ts(const struct timespec& t) { return Timespec{int64_t(t.tv_sec), uint3
 
 class Populator {
  public:
-  Populator(Filesystem& fs, const PopulateOptions& o) : fs_(fs), opts_(o), last_report_(std::chrono::steady_clock::now()) {
+  // The first progress report comes with the first entry, then every 250 ms.
+  Populator(Filesystem& fs, const PopulateOptions& o) : fs_(fs), opts_(o) {
     caller_.uid = 0;
     caller_.gid = 0;
     caller_.umask = 0;  // modes exactly as in the source
@@ -168,20 +169,24 @@ class Populator {
     int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return sys_error(path, "cannot open");
+    uint64_t end = 0;  // where the data written ends
     Status result = fs_.open(ino, false, caller_);
     if (result.ok()) {
-      result = copy_ranges(fd, path, ino, uint64_t(st.st_size));
+      result = copy_ranges(fd, path, ino, uint64_t(st.st_size), &end);
       fs_.release(ino);
     }
     ::close(fd);
     RETURN_IF_ERROR(result);
+    // A truncate waits for the file's writeback: only a file that ends in a
+    // hole (or shrank while read) needs its size set.
+    if (end == uint64_t(st.st_size)) return Status::Ok();
     SetAttr sa;
     sa.size = true;
     sa.new_size = uint64_t(st.st_size);
     return fs_.setattr(ino, sa, caller_).status().with_context(path);
   }
 
-  Status copy_ranges(int fd, const std::string& path, uint64_t ino, uint64_t size) {
+  Status copy_ranges(int fd, const std::string& path, uint64_t ino, uint64_t size, uint64_t* end) {
     buf_.resize(kCopyChunk);
     uint64_t off = 0;
     while (off < size) {
@@ -198,6 +203,7 @@ class Populator {
         auto w = fs_.write(ino, pos, buf_.data(), size_t(n), false, caller_);
         if (!w.ok()) return w.status().with_context(path);
         pos += uint64_t(n);
+        *end = pos;
         done_.bytes += uint64_t(n);
         since_sync_bytes_ += uint64_t(n);
         RETURN_IF_ERROR(maybe_sync());
@@ -246,7 +252,7 @@ class Populator {
   std::map<std::pair<dev_t, ino_t>, uint64_t> links_;  // source inode -> ours, for hard links
   std::vector<char> buf_;
   uint64_t since_sync_bytes_ = 0, since_sync_entries_ = 0;
-  std::chrono::steady_clock::time_point last_report_;
+  std::chrono::steady_clock::time_point last_report_{};
 };
 
 }  // namespace

@@ -34,7 +34,7 @@ struct PopulateProgress {
 
 struct PopulateOptions {
   std::string rootdir;
-  // Called now and then (at most every 250 ms) with the figures so far:
+  // Called with the first entry, then at most every 250 ms, with the figures so far:
   // mkfs prints a progress line on a terminal.
   std::function<void(const PopulateProgress&)> on_progress;
 };
