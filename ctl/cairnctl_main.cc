@@ -127,7 +127,7 @@ int stats(const std::string& mnt, bool as_json) {
   }
   std::cout << "device:      " << (*j)["device"].get<std::string>() << "\n"
             << "generation:  " << (*j)["generation"] << "\n";
-  for (const char* group : {"errors", "space", "chunks", "inodes", "cache", "writeback", "compression", "io", "commits", "data", "metadata"}) {
+  for (const char* group : {"errors", "space", "chunks", "inodes", "cache", "writeback", "compression", "io", "commits", "fsync_log", "data", "metadata"}) {
     std::cout << group << ":\n";
     for (auto& [k, v] : (*j)[group].items()) std::cout << "  " << k << ": " << v << "\n";
   }

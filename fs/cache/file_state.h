@@ -12,14 +12,47 @@
 // Locking: `item`, `dirty` and `disk_size` are guarded by the engine mutex;
 // `cache` by its own `mu` (taken before the engine mutex).
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <iterator>
+#include <map>
 
 #include "cache/file_cache.h"
 #include "format/constants.h"
 #include "format/items.h"
 
 namespace cairn {
+
+// What the fsync log must carry for one file (docs/design.md, "Fsync
+// log"); guarded by the engine mutex. A file's fsync can be logged when
+// everything that changed since the last commit is data written through
+// the write path (ranges here) and inode fields; anything else (names,
+// xattrs, truncation, fallocate, reflinks) marks the transaction, and an
+// fsync in it commits.
+struct FsyncLogState {
+  uint64_t base = 0;                     // the committed generation `written` counts from
+  std::map<uint64_t, uint64_t> written;  // start -> end: written since then, not yet logged
+  uint64_t needs_commit = 0;             // transaction in which the log cannot describe the file
+
+  // Ranges from an older generation are in the tree the last commit wrote.
+  void rebase(uint64_t committed) {
+    if (base != committed) written.clear(), base = committed;
+  }
+  void note_written(uint64_t committed, uint64_t start, uint64_t end) {
+    rebase(committed);
+    auto it = written.upper_bound(start);
+    if (it != written.begin() && std::prev(it)->second >= start) {
+      --it;
+      start = it->first;
+    }
+    while (it != written.end() && it->first <= end) {
+      end = std::max(end, it->second);
+      it = written.erase(it);
+    }
+    written[start] = end;
+  }
+};
 
 struct FileState {
   explicit FileState(uint64_t n, uint64_t tree = kFsTreeId) : ino(n), root(tree) {}
@@ -36,6 +69,7 @@ struct FileState {
   // whose bytes were not written.
   uint64_t disk_size = 0;
   FileCache cache;     // dirty and in-flight pages, the error to report
+  FsyncLogState log;
   // Compression heuristic (docs/design.md, "Compression"): clusters in a
   // row that did not compress; clusters still to be stored untried; and
   // how often the file backed off since its last success (each back-off

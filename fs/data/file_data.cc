@@ -318,6 +318,7 @@ Status FileData::clone_range(FileState& src, uint64_t src_off, FileState& dst, u
     return Status::Invalid("a clone covers whole blocks");
   while (*done < len) {
     std::lock_guard lk(e_.mutex());
+    dst.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
     // Each item cloned inserts one item and changes one extent item:
     // kCloneBatch items touch a few leaves of the fs tree and at most one
     // extent tree leaf (plus their paths) per item.
@@ -434,6 +435,7 @@ Status FileData::write_blocks(FileState& in, uint64_t start, const std::vector<u
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
   {
     std::lock_guard lk(e_.mutex());
+    in.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
     RETURN_IF_ERROR(reserve_metadata_locked(16 + len / (1 << 20)));
     RETURN_IF_ERROR(alloc_pieces_locked(len, &pieces));
   }
@@ -485,6 +487,7 @@ Status FileData::truncate(FileState& in, uint64_t new_size) {
   uint64_t size;
   {
     std::lock_guard lk(e_.mutex());
+    in.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
     size = in.item.size;
   }
   if (new_size < size) {
@@ -521,6 +524,7 @@ Status FileData::preallocate(FileState& in, uint64_t off, uint64_t len, bool kee
   if (off + len > kMaxFileOffset || off + len < off) return Status::Error(EFBIG, "file too large");
   const uint64_t start = down(off), end = up(off + len);
   std::lock_guard lk(e_.mutex());
+  in.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
   RETURN_IF_ERROR(reserve_metadata_locked(16));
   std::vector<Piece> pieces;
   RETURN_IF_ERROR(map_locked(in, start, end, &pieces));
@@ -566,6 +570,7 @@ Status FileData::punch_hole(FileState& in, uint64_t off, uint64_t len) {
   uint64_t size;
   {
     std::lock_guard lk(e_.mutex());
+    in.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
     size = in.item.size;
   }
   const uint64_t end = std::min(off + len, std::max(size, up(size)));
@@ -606,6 +611,7 @@ Status FileData::zero_range(FileState& in, uint64_t off, uint64_t len, bool keep
   const uint64_t a = up(off), b = down(off + len);
   if (a < b) RETURN_IF_ERROR(preallocate(in, a, b - a, true));
   std::lock_guard lk(e_.mutex());
+  in.log.needs_commit = e_.transid();  // the fsync log carries written ranges only
   if (!keep_size && off + len > in.item.size) {
     in.item.size = in.disk_size = off + len;
     in.dirty = true;
@@ -682,6 +688,7 @@ Status FileData::record_compressed_locked(FileState& in, uint64_t file_off, uint
   if (type != kCompressNone) e_.set_incompat(kIncompatCompression);
   in.disk_size = std::max(in.disk_size, std::min(file_off + ram_len, in.item.size));
   in.dirty = true;
+  in.log.note_written(e_.last_committed(), file_off, file_off + ram_len);
   stats_.bytes_written += ram_len;
   return Status::Ok();
 }
@@ -779,13 +786,18 @@ Status FileData::record_unwritten_locked(FileState& in, uint64_t file_off, uint6
   RETURN_IF_ERROR(e_.insert_csums(disk, csums, len / kBlock));
   in.disk_size = std::max(in.disk_size, std::min(file_off + len, in.item.size));
   in.dirty = true;
+  in.log.note_written(e_.last_committed(), file_off, file_off + len);
   stats_.bytes_written += len;
   return Status::Ok();
 }
 
-Status FileData::drop_all_locked(FileState& in) { return drop_extents_locked(in, 0, kMaxFileOffset); }
+Status FileData::drop_all_locked(FileState& in) {
+  in.log.needs_commit = e_.transid();
+  return drop_extents_locked(in, 0, kMaxFileOffset);
+}
 
 Status FileData::set_inline_locked(FileState& in, const std::string& data) {
+  in.log.needs_commit = e_.transid();
   FileExtent fe;
   fe.generation = e_.transid();
   fe.type = kFileExtentInline;

@@ -97,6 +97,10 @@ class FileData {
   // them (no lock held), to change the file in that window.
   void set_read_hook_for_tests(std::function<void()> fn) { read_hook_ = std::move(fn); }
 
+  // Engine mutex held: [start, end) of `in` becomes a hole (items at the
+  // edges trimmed, references dropped; nbytes follows). Fsync log replay
+  // clears a logged range with it.
+  Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
   // Engine mutex held: drop every extent of a file being deleted.
   Status drop_all_locked(FileState& in);
   // Engine mutex held: symlink targets live in an inline extent at offset 0.
@@ -127,7 +131,6 @@ class FileData {
   Result<bool> sole_reference_locked(const FileState& in, const Key& k, const FileExtent& fe);
   // The file extent item of `ino` covering file offset `off`, if any.
   Result<std::optional<std::pair<Key, FileExtent>>> extent_at_locked(const FileState& in, uint64_t off);
-  Status drop_extents_locked(FileState& in, uint64_t start, uint64_t end);
   // One batch of clone_range: at most kCloneBatch items of `src`, from
   // src_off up to src_end; returns the source offset it reached.
   Result<uint64_t> clone_batch_locked(FileState& src, uint64_t src_off, uint64_t src_end, FileState& dst,

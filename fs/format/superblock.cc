@@ -46,6 +46,8 @@ enum : size_t {
   kOffChunkRootLevel = 448,
   kOffSpaceCache = 456,
   kOffSpaceCacheGeneration = 464,
+  kOffLogStart = 472,
+  kOffLogGeneration = 480,
   kOffChunks = 512,
 };
 static_assert(kOffChunks + Superblock::kMaxChunks * Chunk::kDiskSize <= kSuperblockSize);
@@ -99,6 +101,8 @@ void Superblock::encode(uint8_t* buf) const {
   put_u8(buf + kOffChunkRootLevel, chunk_root_level);
   put_le64(buf + kOffSpaceCache, space_cache);
   put_le64(buf + kOffSpaceCacheGeneration, space_cache_generation);
+  put_le64(buf + kOffLogStart, log_start);
+  put_le64(buf + kOffLogGeneration, log_generation);
   put_le64(buf + kOffTotalBytes, total_bytes);
   put_le64(buf + kOffBytesUsed, bytes_used);
   put_le32(buf + kOffVersion, format_version);
@@ -144,6 +148,8 @@ Result<Superblock> Superblock::decode(const uint8_t* buf, uint64_t at) {
   sb.chunk_root_level = get_u8(buf + kOffChunkRootLevel);
   sb.space_cache = get_le64(buf + kOffSpaceCache);
   sb.space_cache_generation = get_le64(buf + kOffSpaceCacheGeneration);
+  sb.log_start = get_le64(buf + kOffLogStart);
+  sb.log_generation = get_le64(buf + kOffLogGeneration);
   sb.total_bytes = get_le64(buf + kOffTotalBytes);
   sb.bytes_used = get_le64(buf + kOffBytesUsed);
   sb.format_version = get_le32(buf + kOffVersion);

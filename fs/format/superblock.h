@@ -56,6 +56,12 @@ struct Superblock {
   uint64_t space_cache = 0;
   uint64_t space_cache_generation = 0;
   bool space_cache_valid() const { return space_cache != 0 && space_cache_generation == generation; }
+  // The fsync log of this generation (docs/format.md, "Fsync log"): where
+  // its first write goes, and the generation it extends. Valid only while
+  // that generation is the superblock's own; 0: fsync commits.
+  uint64_t log_start = 0;
+  uint64_t log_generation = 0;
+  bool log_valid() const { return log_start != 0 && log_generation == generation; }
   std::vector<Chunk> chunks;
 
   bool has_chunk_tree() const { return incompat_flags & kIncompatChunkTree; }

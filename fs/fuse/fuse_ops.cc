@@ -503,6 +503,10 @@ nlohmann::json stats_json(Filesystem& fs) {
   j["io"] = {{"io_uring_completions", fs.io().completions()}, {"queue_depth", fs.io().queue_depth()},
              {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
+  const FsyncLogStats ls = fs.fsync_log_stats();
+  const ReplayReport& rp = fs.log_replay();
+  j["fsync_log"] = {{"fsyncs_logged", ls.fsyncs}, {"writes", ls.writes},   {"bytes", ls.bytes},
+                    {"fallbacks", ls.fallbacks},  {"replayed_writes", rp.writes}, {"replayed_files", rp.files}};
   const InodeTableStats it = fs.inode_table_stats();
   j["inodes"] = {{"resident", it.resident},       {"unused", it.unused},
                  {"evicted", it.evicted},         {"parked", it.parked},

@@ -50,6 +50,7 @@ struct Options {
   CompressSpec compress;  // -o compress=
   uint64_t max_chunk_size = 0;
   bool space_cache = true;  // -o nospace_cache: read the extent tree at mount, save no cache
+  bool fsync_log = true;    // -o nofsync_log: every fsync commits
   std::string subvol;       // -o subvol=PATH
   bool writeback_cache = false;  // the kernel's FUSE writeback cache (measured: off by default)
   bool posix_acl = true;         // -o acl (default) / -o noacl
@@ -133,6 +134,8 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
     if (a.rfind("subvol=", 0) == 0) { o->subvol = a.substr(7); return 0; }
     if (a == "space_cache") { o->space_cache = true; return 0; }
     if (a == "nospace_cache") { o->space_cache = false; return 0; }
+    if (a == "fsync_log") { o->fsync_log = true; return 0; }
+    if (a == "nofsync_log") { o->fsync_log = false; return 0; }
     if (a == "acl") { o->posix_acl = true; return 0; }
     if (a == "noacl") { o->posix_acl = false; return 0; }
     // Access times are the daemon's (the kernel never updates atime on
@@ -209,6 +212,7 @@ void usage(const char* prog) {
             << "    -o dropbehind          written data leaves no trace in any cache (all files)\n"
             << "    -o compress=ALG        compress new data: zstd[:1-19], lz4 or none (default none)\n"
             << "    -o nospace_cache       read the extent tree at mount instead of the free-space cache\n"
+            << "    -o nofsync_log         every fsync commits the whole transaction (no fsync log)\n"
             << "    -o subvol=PATH         mount the subvolume at PATH (from the top level) as the root\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
             << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
@@ -425,6 +429,7 @@ int main(int argc, char** argv) {
   mo.posix_acl = o.posix_acl;
   mo.max_chunk_size = o.max_chunk_size;
   mo.space_cache = o.space_cache;
+  mo.fsync_log = o.fsync_log;
   mo.subvol = o.subvol;
   // About one unused inode per 4 KiB of cache= (65,536 at the default).
   mo.unused_inode_bound = o.cache_bytes / 4096;

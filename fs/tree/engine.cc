@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "alloc/space_cache.h"
+#include "format/log_write.h"
 #include "util/aligned_buffer.h"
 
 namespace cairn {
@@ -657,6 +658,10 @@ Status Engine::commit(bool even_if_clean) {
         if (id != kRootTreeId && id != kChunkTreeId && r.dirty) any = true;
       if (!any && delayed_refs_.empty() && chunks_.changed().empty()) break;
     }
+    // The new generation's fsync log, in chunks that exist now (a log in a
+    // chunk the next commit would record could not be read after a crash);
+    // before the free-space cache, which must see the old log's regions freed.
+    start_log();
     // The free-space cache, last of all allocations (no chunk may appear
     // after the chunk tree is settled). Without room it is simply not saved.
     if (save_space_cache_) {
@@ -703,6 +708,81 @@ Status Engine::commit(bool even_if_clean) {
   transid_++;
   store_.set_max_generation(sb_.generation);
   return Status::Ok();
+}
+
+void Engine::start_log() {
+  // The superblock this commit replaces points at the old regions: they
+  // are free once it is durable (pinned), unless a write is still filling
+  // one (log_write_done releases those).
+  for (auto [start, len] : log_regions_) {
+    if (log_write_inflight_) log_retired_.push_back({start, len});
+    else alloc_.pin(start, len);
+  }
+  log_regions_.clear();
+  log_head_ = log_region_end_ = log_bytes_ = 0;
+  log_seq_ = 1;
+  sb_.log_start = sb_.log_generation = 0;
+  // No log on the last commit of a mount (nothing can follow it), and none
+  // when metadata is tight: a region must never be what a commit lacks.
+  if (!opts_.fsync_log || save_space_cache_) return;
+  if (alloc_.free_in_chunks(kChunkMetadata) < 4 * kLogRegionBytes ||
+      !reserve_metadata(2 * kLogRegionBytes / sb_.node_size).ok())
+    return;
+  auto b = alloc_.alloc_in_chunks(kChunkMetadata, kLogRegionBytes, sb_.node_size);
+  if (!b.ok()) return;
+  log_regions_.push_back({*b, kLogRegionBytes});
+  log_head_ = *b;
+  log_region_end_ = *b + kLogRegionBytes;
+  sb_.log_start = *b;
+  sb_.log_generation = transid_;  // the generation this commit writes
+}
+
+Result<LogPlacement> Engine::place_log_write(uint64_t len) {
+  if (failed_) return Status::IoError("filesystem is shut down after an earlier error: " + abort_reason_.message());
+  if (log_head_ == 0) return Status::NoSpace("no fsync log in this generation");
+  if (len == 0 || len % kSectorSize || len > LogWrite::kMaxBytes || log_write_inflight_)
+    return Status::Invalid("bad fsync log write");
+  if (log_bytes_ + len > kMaxLogBytes) return Status::NoSpace("fsync log full until the next commit");
+  LogPlacement p;
+  p.generation = sb_.generation;
+  p.seq = log_seq_;
+  p.logical = log_head_;
+  p.next = log_head_ + len;
+  // The head is always at least kMaxBytes before its region's end, so the
+  // write fits; the next head must be too.
+  if (log_region_end_ - p.next < LogWrite::kMaxBytes) {
+    p.next = 0;
+    if (alloc_.free_in_chunks(kChunkMetadata) >= 4 * kLogRegionBytes &&
+        reserve_metadata(2 * kLogRegionBytes / sb_.node_size).ok()) {
+      auto b = alloc_.alloc_in_chunks(kChunkMetadata, kLogRegionBytes, sb_.node_size);
+      if (b.ok()) {
+        log_regions_.push_back({*b, kLogRegionBytes});
+        p.next = *b;
+        log_region_end_ = *b + kLogRegionBytes;
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(p.phys, chunks_.map(p.logical, len));
+  log_head_ = p.next;
+  log_seq_++;
+  log_bytes_ += len;
+  log_write_inflight_ = true;
+  return p;
+}
+
+void Engine::log_write_done(bool ok) {
+  log_write_inflight_ = false;
+  if (!ok) log_head_ = 0;  // the chain ends before the failed write
+  for (auto [start, len] : log_retired_) alloc_.pin(start, len);
+  log_retired_.clear();
+}
+
+bool Engine::hold_log_range(uint64_t logical, uint64_t len) {
+  auto ch = chunks_.find(logical);
+  if (!ch || ch->type != kChunkMetadata || logical + len > ch->logical + ch->length) return false;
+  if (!alloc_.mark_used(logical, len)) return false;
+  log_regions_.push_back({logical, len});
+  return true;
 }
 
 RootRef Engine::create_empty_tree(uint64_t id) {

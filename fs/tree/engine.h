@@ -61,6 +61,18 @@ struct EngineOptions {
   // commit_saving_free_space() write one (-o nospace_cache: neither; the
   // extent tree is read at every open).
   bool space_cache = true;
+  // Give each generation an fsync log (docs/design.md, "Fsync log"); off:
+  // every fsync commits.
+  bool fsync_log = true;
+};
+
+// Where one fsync log write goes (Engine::place_log_write).
+struct LogPlacement {
+  uint64_t generation = 0;  // the committed generation the log extends
+  uint64_t seq = 0;
+  uint64_t logical = 0;
+  uint64_t next = 0;        // where the write after it goes (0: the chain ends)
+  std::vector<uint64_t> phys;  // every copy (DUP metadata: two)
 };
 
 // Which superblock copies exist and what each holds (fsck reports them).
@@ -176,6 +188,31 @@ class Engine : public TreeContext {
   Status lookup_csums(uint64_t bytenr, uint64_t nsectors, std::vector<uint8_t>* out, std::vector<bool>* present);
   Status delete_csums(uint64_t bytenr, uint64_t len);
 
+  // ---- Fsync log space (docs/design.md, "Fsync log") ----
+  // Log writes go into regions of existing metadata chunks that are
+  // allocated but not in the extent tree (like the free-space cache): the
+  // commit that starts a generation allocates the first and names it in the
+  // superblock, and each write names where the next goes, a new region
+  // when the current one has less than LogWrite::kMaxBytes left. The next
+  // commit releases them (pinned: the superblock it replaces still points
+  // at them).
+  static constexpr uint64_t kLogRegionBytes = 512ULL << 10;
+  // Log bytes one generation may take; past them fsync commits.
+  static constexpr uint64_t kMaxLogBytes = 64ULL << 20;
+  // Place a write of `len` bytes (a multiple of 4096, at most
+  // LogWrite::kMaxBytes) at the head of this generation's log. NoSpace: no
+  // log now (none this generation, the last write failed, or it is full):
+  // commit instead. One write may be placed at a time: the caller writes
+  // it and calls log_write_done before placing the next.
+  Result<LogPlacement> place_log_write(uint64_t len);
+  // The placed write is durable (ok) or failed (the log ends before it: no
+  // more writes this generation).
+  void log_write_done(bool ok);
+  // Replay: [logical, logical + len) holds a write of the durable log; keep
+  // it from being allocated until the next commit is durable. False: it is
+  // not free space of one metadata chunk (the log lies).
+  bool hold_log_range(uint64_t logical, uint64_t len);
+
   // ---- Error counters, persisted in the root tree at commit ----
   DevStats& dev_stats() { return dev_stats_; }
   void note_stats_changed() { stats_dirty_ = true; }
@@ -248,6 +285,15 @@ class Engine : public TreeContext {
   // next commit (which points at none, or at a new cache).
   std::vector<uint64_t> space_cache_blocks_;
   std::string free_space_source_;
+  // The regions of this generation's log, and older ones a write in flight
+  // may still be filling (released when it is done).
+  std::vector<std::pair<uint64_t, uint64_t>> log_regions_, log_retired_;
+  uint64_t log_head_ = 0;        // where the next write goes (0: no log now)
+  uint64_t log_region_end_ = 0;  // end of the region log_head_ is in
+  uint64_t log_seq_ = 0, log_bytes_ = 0;
+  bool log_write_inflight_ = false;
+  // Commit: release the old generation's regions, start the new one's.
+  void start_log();
   bool failed_ = false;  // a commit or an operation failed half-way: no further commits
   Status abort_reason_;
 };

@@ -138,7 +138,7 @@ Result<size_t> Filesystem::write(uint64_t ino, uint64_t off, const char* buf, si
 }
 
 Status Filesystem::fsync(uint64_t ino, bool datasync) {
-  (void)datasync;  // a commit is the unit of durability: both wait for the same
+  (void)datasync;  // the log record is as small as the change either way
   std::shared_ptr<Inode> in;
   {
     std::lock_guard lk(engine_->mutex());
@@ -148,7 +148,12 @@ Status Filesystem::fsync(uint64_t ino, bool datasync) {
   Status wb = writeback_->flush_inode(in, true);
   Status err = writeback_->take_error(*in);
   if (!wb.ok() || !err.ok()) return Status::IoError("writeback failed: " + (!wb.ok() ? wb : err).message());
-  // The file's data is on disk; a commit makes the tree point at it.
+  // The file's data is on disk; a log write (or a commit, for what the log
+  // cannot carry) makes the tree point at it.
+  if (in->is_reg()) {
+    auto logged = log_->persist(*in);
+    if (logged.ok() && logged.value()) return Status::Ok();
+  }
   return group_commit();
 }
 

@@ -30,7 +30,9 @@ uint8_t dtype_of(uint32_t mode) {
 }
 
 Filesystem::Filesystem(std::unique_ptr<Engine> engine)
-    : engine_(std::move(engine)), data_(std::make_unique<FileData>(*engine_)) {
+    : engine_(std::move(engine)),
+      data_(std::make_unique<FileData>(*engine_)),
+      log_(std::make_unique<FsyncLog>(*engine_)) {
   data_->set_commit_hook([this]() -> Status {
     RETURN_IF_ERROR(flush_dirty_inodes());
     return engine_->commit();
@@ -54,6 +56,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   eo.node_cache_bytes = opts.node_cache_bytes;
   eo.max_chunk_size = opts.max_chunk_size;
   eo.space_cache = opts.space_cache;
+  eo.fsync_log = opts.fsync_log;
   const std::string path = dev->name();
   if (dev->fd() < 0) return Status::Invalid("the data path needs an image file or block device");
   ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));
@@ -75,6 +78,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   if (!root.ok()) return root.status().with_context("reading the root directory");
   if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
   if (!opts.read_only) {
+    // What was fsynced after the last commit, before anything else changes.
+    RETURN_IF_ERROR(replay_fsync_log(*fs->engine_, *fs->data_, &fs->replayed_).with_context("replaying the fsync log"));
+    if (fs->replayed_.records)
+      std::fprintf(stderr, "cairn: replayed the fsync log: %llu writes, %llu files\n",
+                   (unsigned long long)fs->replayed_.writes, (unsigned long long)fs->replayed_.files);
     RETURN_IF_ERROR(fs->process_orphans().with_context("removing orphan inodes"));
     // Always a new generation: inodes created in a transaction that a crash
     // lost may have had the numbers and generation the next ones get, and a
@@ -102,6 +110,9 @@ Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   auto in = std::make_shared<Inode>(ino);
   in->item = item;
   in->disk_size = item.size;
+  // What changed in this transaction before it was loaded is unknown: its
+  // first fsync in it commits.
+  in->log.needs_commit = engine_->transid();
   if (auto p = parked_.find(ino); p != parked_.end()) {
     // The kernel's references come back with the object.
     in->nlookup = p->second;

@@ -25,6 +25,8 @@
 #include "data/file_data.h"
 #include "data/writeback.h"
 #include "io/io_engine.h"
+#include "log/fsync_log.h"
+#include "log/log_replay.h"
 #include "tree/engine.h"
 #include "tree/tree_space.h"
 #include "vfs/caller.h"
@@ -83,6 +85,7 @@ struct MountOptions {
   bool nodiratime = false;
   bool posix_acl = true;  // -o noacl: system.posix_acl_* are refused, nothing inherited
   bool space_cache = true;      // -o nospace_cache: EngineOptions::space_cache
+  bool fsync_log = true;        // -o nofsync_log: EngineOptions::fsync_log
   std::string subvol;           // -o subvol=PATH: mount this subvolume as the root
   uint64_t max_chunk_size = 0;  // test knob (-o debug_max_chunk=): EngineOptions::max_chunk_size
 };
@@ -124,6 +127,9 @@ class Filesystem {
   Writeback& writeback() { return *writeback_; }
   IoEngine& io() { return *io_; }
   CommitStats commit_stats();
+  FsyncLogStats fsync_log_stats() { return log_->stats(); }
+  // What the mount replayed from the fsync log of the generation it opened.
+  const ReplayReport& log_replay() const { return replayed_; }
   InodeTableStats inode_table_stats();
   // Called (without locks held, must not block) when the unused inodes pass
   // their bound: the daemon's committer then runs a commit early, after
@@ -358,6 +364,8 @@ class Filesystem {
   std::unique_ptr<FileData> data_;
   std::unique_ptr<IoEngine> io_;
   std::unique_ptr<Writeback> writeback_;
+  std::unique_ptr<FsyncLog> log_;
+  ReplayReport replayed_;
   std::mutex gc_mu_;
   std::condition_variable gc_cv_;
   uint64_t gc_requested_ = 0, gc_completed_ = 0, gc_commits_ = 0;

@@ -87,6 +87,7 @@ Status Filesystem::erase_dir_entry(Inode& dir, const std::string& name, uint64_t
 Status Filesystem::add_entry(Inode& dir, const std::string& name, Inode& child) {
   if (child.root != dir.root) return Status::Error(EXDEV, "a name and its inode live in one subvolume");
   BTree fs = engine_->tree(dir.root);
+  child.log.needs_commit = engine_->transid();  // names are not in the fsync log
   ASSIGN_OR_RETURN(uint64_t index, insert_dir_entry(dir, name, Key{child.ino, kInodeItem, 0}, dtype_of(child.item.mode)));
   const Key rk{child.ino, kInodeRef, dir.ino};
   auto refs = fs.lookup(rk);
@@ -121,6 +122,7 @@ Status Filesystem::remove_entry(Inode& dir, const std::string& name, uint64_t ch
 }
 
 Status Filesystem::drop_link(Inode& in) {
+  in.log.needs_commit = engine_->transid();
   if (in.item.nlink > 0) in.item.nlink--;
   if (in.is_dir()) in.item.nlink = 0;
   in.item.ctime = current_time();
@@ -143,6 +145,7 @@ Result<std::shared_ptr<Inode>> Filesystem::new_inode(uint32_t mode, uint64_t rde
   const uint64_t ino = ++root.last_objectid;
   root.dirty = true;
   auto in = std::make_shared<Inode>(vino_of(parent.root, ino));
+  in->log.needs_commit = engine_->transid();  // not in the last commit: fsync commits
   InodeItem& it = in->item;
   Timespec now = current_time();
   it.generation = engine_->transid();

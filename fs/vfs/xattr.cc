@@ -137,6 +137,7 @@ Status Filesystem::setxattr(uint64_t ino, const std::string& name, const Bytes& 
   return modify(16 + value.size() / 2048, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
     RETURN_IF_ERROR(writable(*in));
+    in->log.needs_commit = engine_->transid();  // xattr items are not in the fsync log
     BTree fs = engine_->tree(in->root);
     const Key k = xattr_key(in->ino, name);
     std::vector<DirEntry> list;
@@ -252,6 +253,7 @@ Status Filesystem::removexattr(uint64_t ino, const std::string& name) {
   return modify(16, [&]() -> Status {
     ASSIGN_OR_RETURN(auto in, get_inode(ino));
     RETURN_IF_ERROR(writable(*in));
+    in->log.needs_commit = engine_->transid();  // xattr items are not in the fsync log
     if (name == kCompressAttr) {
       if (!inode_compress_type(in->item.flags)) return Status::Error(ENODATA, "no such attribute");
       in->item.flags &= ~kInodeCompressMask;
