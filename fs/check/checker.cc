@@ -13,6 +13,7 @@
 
 #include "alloc/chunk_map.h"
 #include "alloc/space_cache.h"
+#include "log/log_replay.h"
 #include "format/constants.h"
 #include "format/items.h"
 #include "format/node.h"
@@ -630,6 +631,32 @@ class Checker {
       add("space-accounting", "superblock says " + std::to_string(sb_.bytes_used) + " bytes used, extents add up to " +
                                   std::to_string(used), 0, 0);
     if (!partial) check_space_cache(all);
+    if (!partial) check_fsync_log(all);
+  }
+
+  // The fsync log of this generation (docs/design.md, "Fsync log"): every
+  // write that checks is what the next read-write mount replays (a state a
+  // crash leaves: a warning); its blocks must lie in space the extent tree
+  // leaves free, or replay would refuse it.
+  void check_fsync_log(const std::vector<std::tuple<uint64_t, uint64_t, uint32_t>>& used) {
+    auto chain = read_fsync_log(dev_, *chunks_, sb_);
+    if (!chain.ok()) {
+      add("fsync-log", "fsync log: " + chain.status().message(), 0, sb_.log_start);
+      return;
+    }
+    report_.stats.log_writes = chain->writes.size();
+    report_.stats.log_records = chain->records();
+    if (chain->writes.empty()) return;
+    for (auto [at, len] : chain->extents) {
+      auto it = std::lower_bound(used.begin(), used.end(), std::make_tuple(at + len, uint64_t(0), uint32_t(0)));
+      if (it != used.begin() && std::get<0>(*std::prev(it)) + std::get<1>(*std::prev(it)) > at)
+        add("fsync-log", "fsync log write at " + hex(at) + " overlaps allocated space", 0, at);
+    }
+    add("fsync-log", "the fsync log holds " + std::to_string(chain->writes.size()) + " writes (" +
+                         std::to_string(chain->records()) + " file records) the next read-write mount replays" +
+                         (chain->dropped_last ? "; its last write was dropped, its data not on disk" : ""),
+        0, sb_.log_start);
+    report_.problems.back().warning = true;
   }
 
   // A valid free-space cache must say exactly what the extent tree says:
@@ -920,7 +947,8 @@ nlohmann::json CheckReport::to_json() const {
                 {"items", stats.items},           {"inodes", stats.inodes},
                 {"data_extents", stats.data_extents}, {"data_bytes", stats.data_bytes},
                 {"tree_bytes", stats.tree_bytes}, {"csum_items", stats.csum_items},
-                {"chunks", stats.chunks}, {"space_cache_ranges", stats.space_cache_ranges}};
+                {"chunks", stats.chunks}, {"space_cache_ranges", stats.space_cache_ranges},
+                {"log_writes", stats.log_writes}, {"log_records", stats.log_records}};
   j["problems"] = nlohmann::json::array();
   for (const auto& p : problems) {
     nlohmann::json e = {{"code", p.code}, {"message", p.message}, {"severity", p.warning ? "warning" : "error"}};

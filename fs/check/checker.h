@@ -42,6 +42,7 @@ struct CheckStats {
   uint64_t inodes = 0, csum_items = 0;
   uint64_t chunks = 0;
   uint64_t space_cache_ranges = 0;  // ranges in a valid free-space cache (0: none)
+  uint64_t log_writes = 0, log_records = 0;  // the fsync log the next mount replays
 };
 
 struct CheckReport {

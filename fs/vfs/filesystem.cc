@@ -110,9 +110,7 @@ Result<std::shared_ptr<Inode>> Filesystem::get_inode(uint64_t ino) {
   auto in = std::make_shared<Inode>(ino);
   in->item = item;
   in->disk_size = item.size;
-  // What changed in this transaction before it was loaded is unknown: its
-  // first fsync in it commits.
-  in->log.needs_commit = engine_->transid();
+  restore_log_state(*in);
   if (auto p = parked_.find(ino); p != parked_.end()) {
     // The kernel's references come back with the object.
     in->nlookup = p->second;
@@ -297,10 +295,22 @@ Status Filesystem::try_evict(uint64_t ino) {
       }
     }
   }
+  remember_log_state(in);
   inodes_.erase(it);
   unused_.erase(ino);
   evicted_++;
   return Status::Ok();
+}
+
+void Filesystem::remember_log_state(const Inode& in) {
+  const uint64_t t = engine_->transid();
+  if (unlogged_trans_ != t) unlogged_dropped_.clear(), unlogged_trans_ = t;
+  if (in.log.needs_commit >= t) unlogged_dropped_.insert(in.vino());
+}
+
+void Filesystem::restore_log_state(Inode& in) {
+  const uint64_t t = engine_->transid();
+  if (unlogged_trans_ == t && unlogged_dropped_.erase(in.vino())) in.log.needs_commit = t;
 }
 
 void Filesystem::maybe_park() {
@@ -321,6 +331,7 @@ void Filesystem::maybe_park() {
       continue;
     }
     parked_[in.vino()] = in.nlookup;
+    remember_log_state(in);
     unused_.erase(in.vino());
     parked_total_++;
     it = inodes_.erase(it);

@@ -366,6 +366,15 @@ class Filesystem {
   std::unique_ptr<Writeback> writeback_;
   std::unique_ptr<FsyncLog> log_;
   ReplayReport replayed_;
+  // Inodes dropped from the table (evicted, parked) whose fsync must
+  // commit in the running transaction (FsyncLogState::needs_commit),
+  // remembered until it ends: without this, a file created, renamed or
+  // given an xattr, then forgotten by the kernel and opened again, would be
+  // logged without the names the last commit lacks.
+  std::unordered_set<uint64_t> unlogged_dropped_;
+  uint64_t unlogged_trans_ = 0;
+  void remember_log_state(const Inode& in);
+  void restore_log_state(Inode& in);
   std::mutex gc_mu_;
   std::condition_variable gc_cv_;
   uint64_t gc_requested_ = 0, gc_completed_ = 0, gc_commits_ = 0;
