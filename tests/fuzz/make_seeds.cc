@@ -9,6 +9,7 @@
 #include "compress/codec.h"
 #include "dev/block_device.h"
 #include "format/constants.h"
+#include "format/log_write.h"
 #include "format/node.h"
 #include "image_dump.h"
 #include "util/endian.h"
@@ -19,6 +20,33 @@ namespace {
 void put(const std::filesystem::path& p, const uint8_t* d, size_t n) {
   std::filesystem::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(d), std::streamsize(n));
+}
+// An fsync log write of two records, one with a written piece (the header
+// fields fuzz_log fixes itself).
+void put_log_seed(const std::filesystem::path& p) {
+  Superblock sb;
+  LogWrite w;
+  LogRecord r;
+  r.root = kFsTreeId;
+  r.ino = 257;
+  r.item.generation = 2;
+  r.item.transid = 3;
+  r.item.mode = 0100644;
+  r.item.nlink = 1;
+  r.item.size = r.item.nbytes = 8192;
+  LoggedRange rg{0, 8192, {}};
+  LoggedPiece piece;
+  piece.file_off = 4096;
+  piece.extent.generation = 3;
+  piece.extent.ram_bytes = piece.extent.disk_num_bytes = piece.extent.num_bytes = 4096;
+  piece.extent.disk_bytenr = kFirstLogical + (8 << 20);
+  piece.csums.assign(4, 0x5a);
+  rg.pieces.push_back(piece);
+  r.ranges.push_back(rg);
+  w.records = {r, r};
+  w.records[1].ino = 258;
+  const Bytes b = w.encode(sb);
+  put(p, b.data(), b.size());
 }
 }  // namespace
 
@@ -43,6 +71,7 @@ int main(int argc, char** argv) {
   const std::filesystem::path out = argv[2];
   put(out / "image" / "seed", dump->data(), dump->size());
   put(out / "superblock" / "seed", dump->data(), kSuperblockSize);
+  put_log_seed(out / "log" / "seed");
   const uint32_t ns = get_le32(dump->data() + 112);
   size_t n = 0, items = 0;
   for (size_t at = kSuperblockSize; at + 8 + ns <= dump->size(); at += 8 + ns, n++) {

@@ -38,7 +38,7 @@ if [ ! -s "$work/corpus/image/seed" ]; then
 fi
 
 total=0
-for t in superblock node items image compressed; do
+for t in superblock node items image compressed log; do
 	mkdir -p "$work/corpus/$t"
 	log=$work/$t.log
 	if ! (cd "$work/findings" && "$fuzz/fuzz_$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
