@@ -36,6 +36,7 @@
 #include "control_client.h"
 #include "filesystem_usage.h"
 #include "check/checker.h"
+#include "log/log_replay.h"
 #include "dev/block_device.h"
 #include "fuse/control.h"
 #include "io/io_engine.h"
@@ -204,6 +205,13 @@ int scrub_offline(const std::string& image, double limit_mib, bool read_only, bo
   EngineOptions eo;
   eo.read_only = read_only;
   auto eng = Engine::open(device, eo);
+  if (eng.ok() && !read_only) {
+    // A repairing scrub commits: what was fsynced after the last commit
+    // goes in first (as a mount would), or the commit would lose it.
+    ReplayReport rr;
+    if (Status st = replay_fsync_log_offline(*eng.value(), &rr); !st.ok())
+      return fail(image + ": replaying the fsync log: " + st.message());
+  }
   if (!eng.ok() && !Engine::read_superblock(*device).ok())
     return fail(image + ": " + eng.status().message());  // not a Cairn image at all: nothing to scrub
   if (!eng.ok()) {

@@ -18,6 +18,7 @@
 #include "dev/block_device.h"
 #include "format/constants.h"
 #include "io/io_engine.h"
+#include "log/log_replay.h"
 #include "scrub/scrubber.h"
 #include "tree/engine.h"
 
@@ -66,6 +67,10 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   // fsck trusts the extent tree, never a cache of it (a repair allocates).
   eo.space_cache = false;
   ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
+  if (repair) {
+    ReplayReport rr;
+    RETURN_IF_ERROR(replay_fsync_log_offline(*eng, &rr).with_context("replaying the fsync log"));
+  }
   ASSIGN_OR_RETURN(auto io, IoEngine::open(image, !repair, IoEngineOptions{}));
   ScrubOptions so;
   so.repair = repair;
@@ -119,6 +124,11 @@ Status repair(const std::string& image, const CheckReport& r, std::vector<std::s
   EngineOptions eo;
   eo.space_cache = false;  // the extent tree is the truth a repair allocates by
   ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
+  // What was fsynced after the last commit first: the repair's commit would
+  // make the log obsolete.
+  ReplayReport rr;
+  RETURN_IF_ERROR(replay_fsync_log_offline(*eng, &rr).with_context("replaying the fsync log"));
+  if (rr.records) changes->push_back("replayed the fsync log: " + std::to_string(rr.files) + " files");
   std::lock_guard lk(eng->mutex());
   RETURN_IF_ERROR(repair_structures(*eng, r, changes));
   return eng->commit();

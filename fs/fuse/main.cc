@@ -409,6 +409,13 @@ int main(int argc, char** argv) {
       std::cerr << "cairn: cannot mount " << abs_image << ": " << probe.status().message() << "\n";
       return 1;
     }
+    if (o.read_only) {
+      // A read-only mount replays nothing: say what it does not show.
+      auto chain = read_fsync_log(probe.value()->device(), probe.value()->chunk_map(), probe.value()->super());
+      if (chain.ok() && !chain->writes.empty())
+        std::cerr << "cairn: " << abs_image << ": the fsync log holds " << chain->writes.size()
+                  << " writes that a read-write mount replays; this read-only mount shows the last commit\n";
+    }
     if (!o.subvol.empty()) {
       auto root = Filesystem::resolve_subvolume(*probe.value(), o.subvol);
       if (!root.ok()) {

@@ -194,6 +194,12 @@ Result<LogChain> read_fsync_log(BlockDevice& dev, const ChunkMap& chunks, const 
   return c;
 }
 
+Status replay_fsync_log_offline(Engine& e, ReplayReport* rep) {
+  FileData data(e);
+  std::lock_guard lk(e.mutex());
+  return replay_fsync_log(e, data, rep);
+}
+
 Status replay_fsync_log(Engine& e, FileData& data, ReplayReport* rep) {
   ASSIGN_OR_RETURN(LogChain chain, read_fsync_log(e.device(), e.chunk_map(), e.super()));
   rep->end = chain.end;

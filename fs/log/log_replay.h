@@ -52,4 +52,9 @@ struct ReplayReport {
 // the log of the open generation. The caller commits.
 Status replay_fsync_log(Engine& e, FileData& data, ReplayReport* rep);
 
+// The same for the offline tools that open an image read-write and commit
+// (fsck --repair, cairnctl scrub of an image): their commit would make the
+// log obsolete, so what was fsynced goes into it first. Takes the mutex.
+Status replay_fsync_log_offline(Engine& e, ReplayReport* rep);
+
 }  // namespace cairn

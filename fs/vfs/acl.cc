@@ -95,8 +95,8 @@ Status Filesystem::inherit_acl(Inode& parent, Inode& child, uint32_t* mode, cons
 }
 
 Status Filesystem::chmod_acl(Inode& in) {
-  if (!posix_acl_) return Status::Ok();
-  in.log.needs_commit = engine_->transid();  // xattr items are not in the fsync log  // -o noacl: stored ACLs are left as they were
+  if (!posix_acl_) return Status::Ok();  // -o noacl: stored ACLs are left as they were
+  in.log.needs_commit = engine_->transid();  // xattr items are not in the fsync log
   // Under FUSE_POSIX_ACL the kernel leaves posix_acl_chmod() to us: the
   // access ACL's owner, mask (or group) and other entries follow the mode.
   const Key k{in.ino, kXattrItem, name_hash("system.posix_acl_access")};

@@ -77,7 +77,13 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   auto root = fs->get_inode(fs->root_vino_);
   if (!root.ok()) return root.status().with_context("reading the root directory");
   if (!root.value()->is_dir()) return Status::Corruption("the root inode is not a directory");
-  if (!opts.read_only) {
+  if (opts.read_only) {
+    // Nothing is replayed: this mount shows the last commit.
+    auto chain = read_fsync_log(fs->engine_->device(), fs->engine_->chunk_map(), fs->engine_->super());
+    if (chain.ok() && !chain->writes.empty())
+      std::fprintf(stderr, "cairn: the fsync log holds %zu writes a read-write mount replays; this read-only mount shows the last commit\n",
+                   chain->writes.size());
+  } else {
     // What was fsynced after the last commit, before anything else changes.
     RETURN_IF_ERROR(replay_fsync_log(*fs->engine_, *fs->data_, &fs->replayed_).with_context("replaying the fsync log"));
     if (fs->replayed_.records)
