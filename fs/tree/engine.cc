@@ -172,8 +172,28 @@ bool Engine::load_free_space_cache() {
   return true;
 }
 
+std::shared_ptr<const FreeSpaceSnapshot> Engine::free_space_snapshot() const {
+  auto s = std::make_shared<FreeSpaceSnapshot>();
+  s->generation = sb_.generation;
+  s->free = alloc_.free_after_commit();
+  s->extent_items = extent_items_;
+  s->space_cache_blocks = space_cache_blocks_;
+  s->source = free_space_source_;
+  return s;
+}
+
+bool Engine::take_free_space_snapshot() {
+  const FreeSpaceSnapshot* s = opts_.free_space.get();
+  if (!s || s->generation != sb_.generation) return false;
+  alloc_.init_from_cache(s->free);
+  extent_items_ = s->extent_items;
+  space_cache_blocks_ = s->space_cache_blocks;
+  free_space_source_ = s->source;
+  return true;
+}
+
 Status Engine::rebuild_free_space() {
-  if (load_free_space_cache()) {
+  if (take_free_space_snapshot() || load_free_space_cache()) {
     // The cache covers data and metadata chunks; system chunks hold the
     // chunk tree's nodes and nothing else.
     ASSIGN_OR_RETURN(auto blocks, chunk_tree_blocks());

@@ -51,6 +51,18 @@ struct MkfsParams {
   uint64_t max_chunk_size = 0;  // test knob, as EngineOptions::max_chunk_size
 };
 
+// The free-space map one open built, for a second open of the same image
+// to take over instead of reading the extent tree again (the mount's
+// probe hands it to the mount, fuse/main.cc). Used only when it describes
+// the superblock the second open reads.
+struct FreeSpaceSnapshot {
+  uint64_t generation = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> free;  // data and metadata chunks, sorted, merged
+  uint64_t extent_items = 0;
+  std::vector<uint64_t> space_cache_blocks;
+  std::string source;
+};
+
 struct EngineOptions {
   bool read_only = false;
   size_t node_cache_bytes = 64ULL << 20;
@@ -64,6 +76,8 @@ struct EngineOptions {
   // Give each generation an fsync log (docs/design.md, "Fsync log"); off:
   // every fsync commits.
   bool fsync_log = true;
+  // A map an earlier open of this image built (see FreeSpaceSnapshot).
+  std::shared_ptr<const FreeSpaceSnapshot> free_space = nullptr;
 };
 
 // Where one fsync log write goes (Engine::place_log_write).
@@ -154,6 +168,10 @@ class Engine : public TreeContext {
   // The blocks of the cache the last durable superblock points at (in use
   // until the next commit).
   const std::vector<uint64_t>& space_cache_blocks() const { return space_cache_blocks_; }
+  // The free-space map as this open built it, for another open of the same
+  // image (EngineOptions::free_space). Only before anything is allocated or
+  // freed: a read-only open.
+  std::shared_ptr<const FreeSpaceSnapshot> free_space_snapshot() const;
   bool dirty() const;
   // Abandon the running transaction after an operation failed half-way:
   // nothing more is ever committed, so the image keeps its last committed
@@ -237,6 +255,8 @@ class Engine : public TreeContext {
   // alloc/space_cache.h); false (with free_space_source_ saying why) if the
   // extent tree must be read instead.
   bool load_free_space_cache();
+  // The map EngineOptions::free_space holds, if it is this superblock's.
+  bool take_free_space_snapshot();
   // Allocate blocks for the free-space cache in existing metadata chunks
   // and write it; the caller points the superblock at it.
   Status write_free_space_cache();

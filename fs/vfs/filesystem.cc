@@ -57,6 +57,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   eo.max_chunk_size = opts.max_chunk_size;
   eo.space_cache = opts.space_cache;
   eo.fsync_log = opts.fsync_log;
+  eo.free_space = opts.free_space;
   const std::string path = dev->name();
   if (dev->fd() < 0) return Status::Invalid("the data path needs an image file or block device");
   ASSIGN_OR_RETURN(auto engine, Engine::open(std::move(dev), eo));

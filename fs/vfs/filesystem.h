@@ -88,6 +88,9 @@ struct MountOptions {
   bool fsync_log = true;        // -o nofsync_log: EngineOptions::fsync_log
   std::string subvol;           // -o subvol=PATH: mount this subvolume as the root
   uint64_t max_chunk_size = 0;  // test knob (-o debug_max_chunk=): EngineOptions::max_chunk_size
+  // The probe's free-space map (EngineOptions::free_space): the extent tree
+  // is read once per mount, not twice.
+  std::shared_ptr<const FreeSpaceSnapshot> free_space = nullptr;
 };
 
 // The inode table, for `cairnctl stats` and tests.

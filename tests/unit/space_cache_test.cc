@@ -404,3 +404,63 @@ TEST_CASE("Free-space cache: a damaged or lying cache is never used, and fsck na
     CHECK(free_view(*after) == scanned(dev));
   }
 }
+
+TEST_CASE("Free-space map: a read-only open hands its map to the next open of the same superblock only", "[space_cache]") {
+  // The mount's probe (fuse/main.cc) reads the extent tree or the cache
+  // once; the mount takes that map over instead of reading it again.
+  for (bool with_cache : {false, true}) {
+    INFO("image " << (with_cache ? "with" : "without") << " a saved cache");
+    auto dev = image_with_cache(11, 300);
+    if (!with_cache) {
+      auto e = open_with(dev, true);
+      std::lock_guard lk(e->mutex());
+      e->force_commit();
+      REQUIRE(e->commit().ok());  // the cache is stale from here
+    }
+    auto probe = open_with(dev, true, true);
+    const FreeView probed = free_view(*probe);
+    auto snap = probe->free_space_snapshot();
+    probe.reset();
+    if (with_cache) CHECK(snap->source == "cache");
+    else CHECK(snap->source.rfind("extent tree", 0) == 0);
+
+    EngineOptions eo;
+    eo.node_cache_bytes = 8 << 20;
+    eo.max_chunk_size = 4 * kMiB;
+    // A snapshot that lies about one range is taken as it is: proof that
+    // the open used it rather than reading the tree (an open of another
+    // superblock must not).
+    auto lying = std::make_shared<FreeSpaceSnapshot>(*snap);
+    REQUIRE(lying->free.size() > 2);
+    lying->free.erase(lying->free.begin() + 1);
+    eo.free_space = lying;
+    {
+      auto e = open_engine_with(dev, eo);
+      CHECK(free_view(*e) != probed);
+      CHECK(e->free_space_source() == snap->source);
+    }
+    // The true snapshot: the map is the probe's, and writes after it land
+    // in free space only (fsck finds no overlap).
+    eo.free_space = snap;
+    {
+      auto e = open_engine_with(dev, eo);
+      REQUIRE(free_view(*e) == probed);
+      std::mt19937_64 rng(12);
+      KvModel kv;
+      ExtentModel ext;
+      uint64_t id = 1000000;
+      fragment(*e, kv, ext, rng, id, 200);
+      std::lock_guard lk(e->mutex());
+      REQUIRE(e->commit().ok());
+    }
+    require_clean(*dev);
+    // That commit made the snapshots another generation's: even the lying
+    // one is ignored.
+    eo.free_space = lying;
+    {
+      auto e = open_engine_with(dev, eo);
+      CHECK(free_view(*e) == scanned(dev));
+    }
+    require_clean(*dev);
+  }
+}
