@@ -32,6 +32,10 @@ class BlockDevice {
   // submits to it directly.
   virtual int fd() const { return -1; }
   virtual std::string name() const = 0;
+  // A hint that [offset, offset+len) is read soon: start reading it into the
+  // page cache now, so that a walk's reads overlap instead of waiting one
+  // by one. Never fails; devices without a page cache ignore it.
+  virtual void prefetch(uint64_t /*offset*/, size_t /*len*/) {}
 };
 
 struct FileDeviceOptions {
@@ -50,6 +54,7 @@ class FileDevice : public BlockDevice {
   uint64_t size() const override { return size_; }
   int fd() const override { return fd_; }
   std::string name() const override { return path_; }
+  void prefetch(uint64_t offset, size_t len) override;
   bool is_block_device() const { return is_blockdev_; }
 
  private:

@@ -59,6 +59,11 @@ Status FileDevice::read(uint64_t offset, void* buf, size_t len) {
   return Status::Ok();
 }
 
+void FileDevice::prefetch(uint64_t offset, size_t len) {
+  // Asynchronous readahead into the page cache (a block device's too).
+  (void)::posix_fadvise(fd_, off_t(offset), off_t(len), POSIX_FADV_WILLNEED);
+}
+
 Status FileDevice::write(uint64_t offset, const void* buf, size_t len) {
   const auto* p = static_cast<const uint8_t*>(buf);
   while (len > 0) {
