@@ -173,6 +173,8 @@ class Engine : public TreeContext {
   // freed: a read-only open.
   std::shared_ptr<const FreeSpaceSnapshot> free_space_snapshot() const;
   bool dirty() const;
+  // Tree nodes the running transaction holds dirty, in node bytes.
+  uint64_t dirty_node_bytes() const { return uint64_t(store_.dirty_count()) * sb_.node_size; }
   // Abandon the running transaction after an operation failed half-way:
   // nothing more is ever committed, so the image keeps its last committed
   // state (the caller reports the error; the filesystem turns read-only).

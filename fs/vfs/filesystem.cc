@@ -70,6 +70,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(std::shared_ptr<BlockDevic
   fs->nodiratime_ = opts.nodiratime;
   fs->posix_acl_ = opts.posix_acl;
   fs->unused_bound_ = std::max<size_t>(opts.unused_inode_bound, 64);
+  // Dirty nodes up to half the node cache's bytes (counted at node_size;
+  // decoded they take a few times more). Measured renames over a directory
+  // of a million names: a quarter took 14 s at 200 MiB peak, the whole
+  // 11.4 s at 340 MiB, no bound 9.4 s at 590 MiB, 64 nodes 38 s.
+  fs->dirty_node_bound_ = std::max<uint64_t>(opts.node_cache_bytes / 2, 64ULL * fs->engine_->node_size());
   fs->resident_bound_ = std::max<size_t>(opts.resident_inode_bound, 64);
   if (!opts.subvol.empty()) {
     ASSIGN_OR_RETURN(fs->root_vino_, resolve_subvolume(*fs->engine_, opts.subvol));
@@ -178,6 +183,13 @@ Status Filesystem::modify(uint64_t nodes, const std::function<Status()>& fn, boo
   }
   RETURN_IF_ERROR(room);
   Status st = fn();
+  // Changes spread over many leaves (renames across a million files) dirty
+  // a node each: commit early rather than hold them all until the period
+  // ends (a 5 s period held some 400 MiB of dirty nodes at 1M files).
+  if (!commit_requested_ && request_commit_ && engine_->dirty_node_bytes() > dirty_node_bound_) {
+    commit_requested_ = true;
+    request_commit_();
+  }
   // Errors a check can raise before anything changed are fine; anything
   // else left the transaction half-done and must never be committed.
   if (!st.ok() && st.code() != ENOENT && st.code() != EEXIST && st.code() != ENOTEMPTY && st.code() != ENOTDIR &&

@@ -402,6 +402,10 @@ class Filesystem {
   // again since: try_evict drops those.
   std::unordered_set<uint64_t> unused_;
   size_t unused_bound_ = 65536;
+  // Bytes of dirty tree nodes (counted at node_size) past which an
+  // operation asks for a commit: the node cache bounds clean nodes only,
+  // and dirty ones wait in memory, decoded, for the commit that writes them.
+  uint64_t dirty_node_bound_ = 32ULL << 20;
   bool commit_requested_ = false;  // engine mutex; cleared by the next commit
   std::function<void()> request_commit_;
   std::function<void(uint64_t)> attrs_changed_hook_;

@@ -329,3 +329,32 @@ TEST_CASE("Idle inodes the kernel holds are parked as a lookup count, and come b
   fs.reset();
   check_clean(img.path);
 }
+
+TEST_CASE("Dirty tree nodes past a quarter of the node cache ask for a commit", "[inodes]") {
+  // Renames spread over a directory dirty a leaf each; the node cache
+  // bounds clean nodes only, so the dirty ones must end with a commit
+  // before the period does.
+  for (bool small_cache : {true, false}) {
+    INFO((small_cache ? "node cache 256 KiB (bound: 64 nodes)" : "node cache 64 MiB (bound: 2048 nodes)"));
+    TempImage img;
+    MountOptions o;
+    if (small_cache) o.node_cache_bytes = 256 << 10;
+    auto fs = img.mount(o);
+    Kernel k(*fs);
+    const std::string pad(120, 'n');
+    for (int i = 0; i < 3000; i++) k.create(pad + std::to_string(i));
+    k.forget_all();
+    REQUIRE(fs->sync().ok());
+    std::atomic<int> requests{0};
+    fs->set_commit_request_hook([&requests] { requests++; });
+    for (int round = 0; round < 2; round++) {
+      for (int i = round; i < 3000; i += 10)
+        REQUIRE(fs->rename(kFirstInode, pad + std::to_string(i), kFirstInode, "r" + std::to_string(i), 0).ok());
+      if (small_cache) CHECK(requests.load() == round + 1);  // once until the commit, then again
+      else CHECK(requests.load() == 0);
+      REQUIRE(fs->sync().ok());
+    }
+    REQUIRE(fs->unmount().ok());
+    check_clean(img.path);
+  }
+}
