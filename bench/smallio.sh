@@ -36,7 +36,8 @@ PTHP=$DIR/passthrough_hp
 if [ ! -x "$PTHP" ] && [[ " $SYSTEMS " == *" passthrough_hp "* ]]; then
   src=$DIR/fuse3-src
   mkdir -p "$src/lists/partial"
-  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$src/sources"
+  # One-line format: apt reads deb822 only from files named *.sources.
+  echo 'deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main' > "$src/sources"
   apt=(apt-get -q -o Dir::Etc::SourceList="$src/sources" -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists="$src/lists")
   "${apt[@]}" update >/dev/null
   (cd "$src" && "${apt[@]}" source --download-only fuse3 >/dev/null 2>&1 && tar xf fuse3_*.orig.tar.xz)

@@ -49,6 +49,9 @@ class IoEngine {
   void submit_write(uint64_t offset, const iovec* iov, int iovcnt, IoRequest* req, int rw_flags = 0);
   void submit_read(uint64_t offset, const iovec* iov, int iovcnt, IoRequest* req);
   // Synchronous helpers for callers that wait anyway (reads, tests).
+  // read_sync reads on the calling thread (pread on the same descriptor),
+  // not through the ring: a caller that blocks anyway gains nothing from the
+  // ring and would pay two wake-ups per read (the reaper's, then its own).
   Status read_sync(uint64_t offset, void* buf, size_t len);
   Status write_sync(uint64_t offset, const void* buf, size_t len, int rw_flags = 0);
 
@@ -56,6 +59,7 @@ class IoEngine {
   bool dontcache_supported() const { return dontcache_ok_; }
   unsigned queue_depth() const { return depth_; }
   uint64_t completions() const { return completions_.load(); }
+  uint64_t sync_reads() const { return sync_reads_.load(); }
   // Tests: writes complete with EIO without reaching the device.
   void inject_write_errors(bool on) { inject_write_errors_ = on; }
 
@@ -72,6 +76,7 @@ class IoEngine {
   std::mutex sq_mu_;  // the submission queue has one producer at a time
   std::atomic<uint32_t> inflight_{0};
   std::atomic<uint64_t> completions_{0};
+  std::atomic<uint64_t> sync_reads_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> inject_write_errors_{false};
   std::thread reaper_;
