@@ -67,10 +67,12 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   // fsck trusts the extent tree, never a cache of it (a repair allocates).
   eo.space_cache = false;
   ASSIGN_OR_RETURN(auto eng, Engine::open(device, eo));
-  if (repair) {
-    ReplayReport rr;
-    RETURN_IF_ERROR(replay_fsync_log_offline(*eng, &rr).with_context("replaying the fsync log"));
-  }
+  // A repair commits, and a commit makes the log obsolete: what was
+  // fsynced since the last commit goes into the tree first. Replayed and
+  // not committed (nothing repaired here), the log stays, and the
+  // structural repair or the next mount replays it.
+  ReplayReport rr;
+  if (repair) RETURN_IF_ERROR(replay_fsync_log_offline(*eng, &rr).with_context("replaying the fsync log"));
   ASSIGN_OR_RETURN(auto io, IoEngine::open(image, !repair, IoEngineOptions{}));
   ScrubOptions so;
   so.repair = repair;
@@ -112,6 +114,7 @@ Status scrub_pass(const std::string& image, bool repair, bool tty, CheckReport* 
   if (repair && repaired) {
     std::lock_guard lk(eng->mutex());
     RETURN_IF_ERROR(eng->commit());
+    if (rr.records) changes->push_back("replayed the fsync log: " + std::to_string(rr.files) + " files");
   }
   return Status::Ok();
 }

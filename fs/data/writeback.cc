@@ -544,6 +544,7 @@ void Writeback::finish(Ordered* oe) {
                                                                  oe->compression, oe->csums.data())
                                 : data_.record_extent_locked(in, at, oe->disk, bytes, oe->csums.data());
         if (!st.ok()) e_.abort(st);
+        if (after_record_) after_record_();
       }
     }
     if (!st.ok() && in.cache.error.ok()) in.cache.error = st;

@@ -20,6 +20,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -63,6 +64,9 @@ class Writeback {
  public:
   Writeback(Engine& e, FileData& data, IoEngine& io, const WritebackOptions& opts);
   ~Writeback();  // flushes nothing: call flush_all(true) first
+  // Called under the engine mutex after an ordered extent's items went into
+  // the tree (the owner bounds dirty nodes with it). Set before any write.
+  void set_after_record_hook(std::function<void()> fn) { after_record_ = std::move(fn); }
 
   // Copy into the cache. Caller holds in->io_lock (shared) and not the engine mutex.
   // `dropbehind`: the pages are written back at once and leave every cache
@@ -122,6 +126,7 @@ class Writeback {
   std::atomic<uint64_t> dirty_bytes_{0}, cached_bytes_{0}, reserved_{0};
   std::atomic<uint64_t> ordered_in_flight_{0};  // created, not yet finished
 
+  std::function<void()> after_record_;
   std::mutex mu_;  // dirty_inodes_, stop_, the kick
   std::condition_variable kick_, progress_;
   std::set<std::shared_ptr<FileState>> dirty_inodes_;

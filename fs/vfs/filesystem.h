@@ -285,6 +285,10 @@ class Filesystem {
   void mark_dirty(Inode& in) { in.dirty = true; }
   // A just-loaded or just-released inode: evicted once it is clean.
   void note_unused(uint64_t ino);
+  // Under the engine mutex: ask the committer for an early commit (once per
+  // transaction), e.g. when dirty tree nodes pass dirty_node_bound_.
+  void ask_for_commit_locked();
+  void bound_dirty_nodes_locked();
   Status flush_dirty_inodes();
   // copy_file_range's parts: bytes through the data path, and shared blocks.
   Result<size_t> copy_bytes(uint64_t ino_in, uint64_t off_in, uint64_t ino_out, uint64_t off_out, size_t len,

@@ -330,7 +330,7 @@ TEST_CASE("Idle inodes the kernel holds are parked as a lookup count, and come b
   check_clean(img.path);
 }
 
-TEST_CASE("Dirty tree nodes past a quarter of the node cache ask for a commit", "[inodes]") {
+TEST_CASE("Dirty tree nodes past half the node cache ask for a commit", "[inodes]") {
   // Renames spread over a directory dirty a leaf each; the node cache
   // bounds clean nodes only, so the dirty ones must end with a commit
   // before the period does.
@@ -354,6 +354,37 @@ TEST_CASE("Dirty tree nodes past a quarter of the node cache ask for a commit", 
       else CHECK(requests.load() == 0);
       REQUIRE(fs->sync().ok());
     }
+    REQUIRE(fs->unmount().ok());
+    check_clean(img.path);
+  }
+}
+
+TEST_CASE("Ordered extents that dirty tree nodes past the bound ask for a commit", "[inodes]") {
+  // Random writes over a large file reach the tree from the completion
+  // workers, not through modify(): writeback alone must also end with a
+  // commit request before the period does.
+  for (bool small_cache : {true, false}) {
+    INFO((small_cache ? "node cache 256 KiB (bound: 64 nodes)" : "node cache 64 MiB (bound: 2048 nodes)"));
+    TempImage img;
+    MountOptions o;
+    if (small_cache) o.node_cache_bytes = 256 << 10;
+    auto fs = img.mount(o);
+    Kernel k(*fs);
+    const uint64_t ino = k.create("f");
+    REQUIRE(fs->sync().ok());
+    // Every other block: 4,000 extents that cannot merge, each with its
+    // own EXTENT_DATA and checksum items (about a hundred leaves).
+    const std::vector<char> block = pattern(4096, 7);
+    REQUIRE(fs->open(ino, false).ok());
+    for (uint64_t i = 0; i < 4000; i++) REQUIRE(fs->write(ino, 2 * i * 4096, block.data(), block.size()).value() == 4096);
+    std::atomic<int> requests{0};
+    fs->set_commit_request_hook([&requests] { requests++; });
+    REQUIRE(fs->writeback().flush_all(true).ok());
+    if (small_cache) CHECK(requests.load() == 1);  // once until the commit
+    else CHECK(requests.load() == 0);
+    REQUIRE(fs->sync().ok());
+    fs->release(ino);
+    k.forget_all();
     REQUIRE(fs->unmount().ok());
     check_clean(img.path);
   }
