@@ -58,6 +58,7 @@ struct Options {
   bool nodiratime = false;
   unsigned queue_depth = 64;
   unsigned readahead_kb = 16384;
+  double attr_timeout = 1.0, entry_timeout = 1.0;  // -o attr_timeout=, entry_timeout= (seconds)
   bool user_threads = false, user_idle_threads = false;
   bool user_fsname = false, user_subtype = false;
   bool help = false, version = false;
@@ -129,6 +130,18 @@ int opt_proc(void* data, const char* arg, int key, fuse_args* outargs) {
       auto v = parse_size(a.substr(16));
       if (!v || *v < (1u << 20)) { o->error = "debug_max_chunk= wants a size of at least 1M"; return -1; }
       o->max_chunk_size = *v;
+      return 0;
+    }
+    if (a.rfind("attr_timeout=", 0) == 0 || a.rfind("entry_timeout=", 0) == 0) {
+      const bool attr = a[0] == 'a';
+      const std::string v = a.substr(attr ? 13 : 14);
+      char* end;
+      const double secs = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(secs >= 0 && secs <= 86400)) {
+        o->error = std::string(attr ? "attr_timeout=" : "entry_timeout=") + " wants seconds from 0 to 86400";
+        return -1;
+      }
+      (attr ? o->attr_timeout : o->entry_timeout) = secs;
       return 0;
     }
     if (a.rfind("subvol=", 0) == 0) { o->subvol = a.substr(7); return 0; }
@@ -216,6 +229,8 @@ void usage(const char* prog) {
             << "    -o subvol=PATH         mount the subvolume at PATH (from the top level) as the root\n"
             << "    -o writeback_cache     let the kernel cache writes (FUSE writeback cache; see cairn(8))\n"
             << "    -o readahead=SIZE      kernel readahead for the mount (default 16M)\n"
+            << "    -o attr_timeout=S      seconds the kernel keeps attributes (default 1)\n"
+            << "    -o entry_timeout=S     seconds the kernel keeps names, found or not (default 1)\n"
             << "    -o nodefault_permissions  let the daemon, not the kernel, check permissions\n"
             << "    -o allow_other         let other users access the mount\n"
             << "    -o noacl               no POSIX ACLs (acl: the default)\n"
@@ -471,6 +486,8 @@ int main(int argc, char** argv) {
   fctx.readahead_kb = o.readahead_kb;
   fctx.read_buffers.set_keep(std::max(1u, o.readahead_kb / 1024));
   fctx.writeback_cache = o.writeback_cache;
+  fctx.attr_timeout = o.attr_timeout;
+  fctx.entry_timeout = o.entry_timeout;
   fctx.posix_acl = o.posix_acl;
   fctx.se = se;
   // strictatime, nodiratime: the kernel's flags, for /proc/mounts (the
