@@ -500,8 +500,9 @@ nlohmann::json stats_json(Filesystem& fs) {
                       {"guessed_incompressible_bytes", w.compress_guessed.load()},
                       {"skipped_bytes", w.compress_skipped.load()},
                       {"backoffs", w.compress_backoffs.load()}};
-  j["io"] = {{"io_uring_completions", fs.io().completions()}, {"sync_reads", fs.io().sync_reads()}, {"queue_depth", fs.io().queue_depth()},
-             {"o_direct", fs.io().direct()}, {"rwf_dontcache", fs.io().dontcache_supported()}};
+  j["io"] = {{"io_uring_completions", fs.io().completions()}, {"sync_reads", fs.io().sync_reads()},
+             {"queue_depth", fs.io().queue_depth()},          {"o_direct", fs.io().direct()},
+             {"rwf_dontcache", fs.io().dontcache_supported()}};
   j["commits"] = {{"requests", cs.requests}, {"commits", cs.commits}};
   const FsyncLogStats ls = fs.fsync_log_stats();
   const ReplayReport& rp = fs.log_replay();

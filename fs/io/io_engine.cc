@@ -134,7 +134,8 @@ Status IoEngine::read_sync(uint64_t offset, void* buf, size_t len) {
     const ssize_t n = ::pread(fd_, at + done, len - done, off_t(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status::Error(errno, std::string("read: ") + std::strerror(errno));
-    // A short transfer on a regular file or device is an error here, as in reap().
+    // Nothing more: the end of the image, an error here (reap() treats a
+    // short transfer the same).
     if (n == 0) return Status::Error(EIO, "read: beyond the end of the image");
     done += size_t(n);
   }
