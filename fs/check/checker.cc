@@ -862,6 +862,20 @@ class Checker {
           }
       }
     }
+    // Index entries come in key order, (dir, index), as the sorted back
+    // references do: one pass over both instead of a binary search per
+    // name (random access into a million pairs). A hostile tree out of
+    // order (reported by the walk) falls back to the search.
+    const bool index_in_order =
+        std::is_sorted(fs.dir_index.begin(), fs.dir_index.end(),
+                       [](const NameLink& a, const NameLink& b) { return std::tie(a.dir, a.index) < std::tie(b.dir, b.index); });
+    size_t ref_at = 0;
+    auto has_back_ref = [&](const NameLink& e) {
+      const std::pair<uint64_t, uint64_t> want{e.dir, e.index};
+      if (!index_in_order) return std::binary_search(ref_set.begin(), ref_set.end(), want);
+      while (ref_at < ref_set.size() && ref_set[ref_at] < want) ref_at++;
+      return ref_at < ref_set.size() && ref_set[ref_at] == want;
+    };
     for (size_t i = 0; i < fs.dir_index.size(); i++) {
       const NameLink& e = fs.dir_index[i];
       NameLink* di = item_of[i] == FsTreeState::kNone ? nullptr : &fs.dir_items[item_of[i]];
@@ -885,7 +899,7 @@ class Checker {
                                       ino_s(e.ino), e.ino);
         continue;
       }
-      if (!std::binary_search(ref_set.begin(), ref_set.end(), std::pair<uint64_t, uint64_t>{e.dir, e.index}))
+      if (!has_back_ref(e))
         problem("name-missing", "directory " + std::to_string(e.dir) + " entry \"" + fs.str(e) + "\" has no back reference in " +
                                     ino_s(e.ino), e.ino);
       if (di) di->indexed = true;
