@@ -507,7 +507,13 @@ nlohmann::json stats_json(Filesystem& fs) {
   const FsyncLogStats ls = fs.fsync_log_stats();
   const ReplayReport& rp = fs.log_replay();
   j["fsync_log"] = {{"fsyncs_logged", ls.fsyncs}, {"writes", ls.writes},   {"bytes", ls.bytes},
-                    {"fallbacks", ls.fallbacks},  {"replayed_writes", rp.writes}, {"replayed_files", rp.files}};
+                    {"fallbacks", ls.fallbacks},  {"replayed_writes", rp.writes}, {"replayed_files", rp.files},
+                    {"fallback_reasons",
+                     {{"changed_in_transaction", ls.fallback_changed},
+                      {"new_data_chunk", ls.fallback_new_chunk},
+                      {"unloggable", ls.fallback_unloggable},
+                      {"too_big", ls.fallback_too_big},
+                      {"no_log_space", ls.fallback_no_log}}}};
   const InodeTableStats it = fs.inode_table_stats();
   j["inodes"] = {{"resident", it.resident},       {"unused", it.unused},
                  {"evicted", it.evicted},         {"parked", it.parked},

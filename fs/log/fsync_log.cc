@@ -12,10 +12,15 @@ namespace {
 constexpr uint64_t kBlock = kSectorSize;
 }
 
-Result<std::optional<LogRecord>> FsyncLog::build_record_locked(FileState& in) {
+Result<std::optional<LogRecord>> FsyncLog::build_record_locked(FileState& in, LogRefusal* why) {
+  auto refuse = [why](LogRefusal r) {
+    if (why) *why = r;
+    return std::optional<LogRecord>();
+  };
+  if (!S_ISREG(in.item.mode)) return refuse(LogRefusal::kUnloggable);
   // Names, xattrs, truncation, reflinks, a file created in this
   // transaction: the log carries none of it.
-  if (in.log.needs_commit >= e_.transid() || !S_ISREG(in.item.mode)) return std::optional<LogRecord>();
+  if (in.log.needs_commit >= e_.transid()) return refuse(LogRefusal::kChanged);
   in.log.rebase(e_.last_committed());
   LogRecord r;
   r.root = in.root;
@@ -35,7 +40,7 @@ Result<std::optional<LogRecord>> FsyncLog::build_record_locked(FileState& in) {
       const Key& k = c.key();
       if (k.objectid != in.ino || k.type != kExtentData || k.offset >= end) break;
       ASSIGN_OR_RETURN(FileExtent fe, FileExtent::decode(c.data()));
-      if (fe.type == kFileExtentInline) return std::optional<LogRecord>();
+      if (fe.type == kFileExtentInline) return refuse(LogRefusal::kUnloggable);
       const uint64_t iend = k.offset + fe.num_bytes;
       if (iend <= start) continue;
       // Clipped to the range, as drop_extents_locked trims an item.
@@ -47,13 +52,13 @@ Result<std::optional<LogRecord>> FsyncLog::build_record_locked(FileState& in) {
         // Data in a chunk the last commit did not record could not be
         // found after a crash.
         const Chunk* ch = e_.chunk_map().find(fe.disk_bytenr);
-        if (!ch || uncommitted_chunks.count(ch->logical)) return std::optional<LogRecord>();
+        if (!ch || uncommitted_chunks.count(ch->logical)) return refuse(LogRefusal::kNewChunk);
         const bool whole = fe.compression != kCompressNone;
         const uint64_t at = whole ? fe.disk_bytenr : fe.disk_bytenr + fe.offset;
         const uint64_t n = (whole ? fe.disk_num_bytes : fe.num_bytes) / kBlock;
         std::vector<bool> present;
         RETURN_IF_ERROR(e_.lookup_csums(at, n, &p.csums, &present));
-        if (std::find(present.begin(), present.end(), false) != present.end()) return std::optional<LogRecord>();
+        if (std::find(present.begin(), present.end(), false) != present.end()) return refuse(LogRefusal::kUnloggable);
       }
       rg.pieces.push_back(std::move(p));
     }
@@ -64,7 +69,7 @@ Result<std::optional<LogRecord>> FsyncLog::build_record_locked(FileState& in) {
 }
 
 Result<bool> FsyncLog::persist(FileState& in) {
-  Waiter w{&in, false, false, Status::Ok()};
+  Waiter w{.in = &in};
   std::unique_lock lk(mu_);
   queue_.push_back(&w);
   while (!w.done) {
@@ -81,8 +86,12 @@ Result<bool> FsyncLog::persist(FileState& in) {
     lk.lock();
     for (Waiter* b : batch) {
       b->done = true;
-      if (b->logged) stats_.fsyncs++;
-      else if (b->status.ok()) stats_.fallbacks++;
+      if (b->logged) {
+        stats_.fsyncs++;
+      } else if (b->status.ok()) {
+        stats_.fallbacks++;
+        stats_.*(b->fallback ? b->fallback : &FsyncLogStats::fallback_no_log) += 1;
+      }
     }
     leading_ = false;
     cv_.notify_all();
@@ -106,14 +115,23 @@ void FsyncLog::run_batch(const std::vector<Waiter*>& batch) {
         carried.push_back(w);
         continue;
       }
-      auto r = build_record_locked(*w->in);
+      LogRefusal why = LogRefusal::kNone;
+      auto r = build_record_locked(*w->in, &why);
       if (!r.ok()) {
         w->status = r.status();
         continue;
       }
-      if (!r.value()) continue;
+      if (!r.value()) {
+        w->fallback = why == LogRefusal::kChanged    ? &FsyncLogStats::fallback_changed
+                      : why == LogRefusal::kNewChunk ? &FsyncLogStats::fallback_new_chunk
+                                                     : &FsyncLogStats::fallback_unloggable;
+        continue;
+      }
       const size_t n = log_record_size(**r);
-      if (bytes + n > LogWrite::kMaxBytes) continue;  // too big for one write: commits
+      if (bytes + n > LogWrite::kMaxBytes) {  // too big for one write: commits
+        w->fallback = &FsyncLogStats::fallback_too_big;
+        continue;
+      }
       bytes += n;
       files.push_back(w->in);
       carried.push_back(w);

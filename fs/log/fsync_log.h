@@ -33,8 +33,16 @@ struct FsyncLogStats {
   uint64_t fsyncs = 0;     // persist() calls the log served
   uint64_t writes = 0;     // log writes (each one flush)
   uint64_t bytes = 0;      // bytes of log written
-  uint64_t fallbacks = 0;  // persist() calls that had to commit
+  uint64_t fallbacks = 0;  // persist() calls that had to commit, by reason:
+  uint64_t fallback_changed = 0;    // created, renamed, truncated, ... in this transaction
+  uint64_t fallback_new_chunk = 0;  // data in a chunk the last commit did not record
+  uint64_t fallback_unloggable = 0; // inline data, checksums missing, not a regular file
+  uint64_t fallback_too_big = 0;    // the record does not fit one log write
+  uint64_t fallback_no_log = 0;     // no log space in this generation (or it failed)
 };
+
+// Why build_record_locked could not describe a file.
+enum class LogRefusal { kNone, kChanged, kNewChunk, kUnloggable };
 
 class FsyncLog {
  public:
@@ -50,14 +58,16 @@ class FsyncLog {
 
   // Engine mutex held: the record that makes `in` as it is now, or nothing
   // when the log cannot describe it.
-  Result<std::optional<LogRecord>> build_record_locked(FileState& in);
+  // `why` (if given) says which case it was.
+  Result<std::optional<LogRecord>> build_record_locked(FileState& in, LogRefusal* why = nullptr);
 
  private:
   struct Waiter {
     FileState* in;
     bool done = false;
     bool logged = false;
-    Status status;
+    uint64_t FsyncLogStats::*fallback = nullptr;  // the reason counter, if it commits
+    Status status = Status::Ok();
   };
   // Log every waiter of the batch in one write (or none: they commit).
   void run_batch(const std::vector<Waiter*>& batch);

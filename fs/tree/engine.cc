@@ -668,6 +668,9 @@ Status Engine::commit(bool even_if_clean) {
   // Chunks emptied by the last transaction go back to unallocated space.
   alloc_.reclaim_empty();
   Status st = [&]() -> Status {
+    // A chunk for the new generation's log now, while the loop below still
+    // records new chunks.
+    RETURN_IF_ERROR(make_room_for_log());
     for (int i = 0;; i++) {
       if (i > 100) return Status::Corruption("commit does not converge");
       RETURN_IF_ERROR(update_root_items());
@@ -745,16 +748,37 @@ void Engine::start_log() {
   // No log on the last commit of a mount (nothing can follow it), and none
   // when metadata is tight: a region must never be what a commit lacks.
   if (!opts_.fsync_log || save_space_cache_) return;
-  if (alloc_.free_in_chunks(kChunkMetadata) < 4 * kLogRegionBytes ||
-      !reserve_metadata(2 * kLogRegionBytes / sb_.node_size).ok())
-    return;
-  auto b = alloc_.alloc_in_chunks(kChunkMetadata, kLogRegionBytes, sb_.node_size);
-  if (!b.ok()) return;
-  log_regions_.push_back({*b, kLogRegionBytes});
+  auto b = alloc_log_region();
+  if (!b) return;
   log_head_ = *b;
   log_region_end_ = *b + kLogRegionBytes;
   sb_.log_start = *b;
   sb_.log_generation = transid_;  // the generation this commit writes
+}
+
+std::optional<uint64_t> Engine::alloc_log_region() {
+  if (alloc_.free_in_chunks(kChunkMetadata) < 4 * kLogRegionBytes ||
+      !reserve_metadata(2 * kLogRegionBytes / sb_.node_size).ok())
+    return std::nullopt;
+  auto b = alloc_.alloc_in_chunks(kChunkMetadata, kLogRegionBytes, sb_.node_size);
+  if (!b.ok()) return std::nullopt;
+  log_regions_.push_back({*b, kLogRegionBytes});
+  return *b;
+}
+
+Status Engine::make_room_for_log() {
+  if (!opts_.fsync_log || save_space_cache_) return Status::Ok();
+  // Room for what the last generation logged, twice over (at least 4 MiB,
+  // at most the cap), on top of what the commit and the reserve need. The
+  // space is transient: regions are freed by the commit after, and a chunk
+  // left empty is given back like any other.
+  const uint64_t want = std::clamp<uint64_t>(2 * log_bytes_, 4ULL << 20, kMaxLogBytes) + 4 * kLogRegionBytes;
+  if (alloc_.free_in_chunks(kChunkMetadata) >= want) return Status::Ok();
+  // Only while the device is far from full: near full, the space is data's,
+  // and an fsync that finds no log commits (slower, never wrong).
+  const uint64_t room = chunks_.device_size() / 8;
+  if (chunks_.unallocated(kProfileSingle) < room + 2 * chunks_.preferred_size(kChunkMetadata)) return Status::Ok();
+  return alloc_.add_chunk(kChunkMetadata);
 }
 
 Result<LogPlacement> Engine::place_log_write(uint64_t len) {
@@ -772,14 +796,9 @@ Result<LogPlacement> Engine::place_log_write(uint64_t len) {
   // write fits; the next head must be too.
   if (log_region_end_ - p.next < LogWrite::kMaxBytes) {
     p.next = 0;
-    if (alloc_.free_in_chunks(kChunkMetadata) >= 4 * kLogRegionBytes &&
-        reserve_metadata(2 * kLogRegionBytes / sb_.node_size).ok()) {
-      auto b = alloc_.alloc_in_chunks(kChunkMetadata, kLogRegionBytes, sb_.node_size);
-      if (b.ok()) {
-        log_regions_.push_back({*b, kLogRegionBytes});
-        p.next = *b;
-        log_region_end_ = *b + kLogRegionBytes;
-      }
+    if (auto b = alloc_log_region()) {
+      p.next = *b;
+      log_region_end_ = *b + kLogRegionBytes;
     }
   }
   ASSIGN_OR_RETURN(p.phys, chunks_.map(p.logical, len));

@@ -316,6 +316,13 @@ class Engine : public TreeContext {
   bool log_write_inflight_ = false;
   // Commit: release the old generation's regions, start the new one's.
   void start_log();
+  // A new log region in existing metadata chunks, or nothing when metadata
+  // is tight (a region must never be what a commit lacks).
+  std::optional<uint64_t> alloc_log_region();
+  // Commit, before the chunk tree is settled: give metadata a new chunk when
+  // the next generation's log would not fit in the free space of the
+  // existing ones and the device has ample unallocated space.
+  Status make_room_for_log();
   bool failed_ = false;  // a commit or an operation failed half-way: no further commits
   Status abort_reason_;
 };

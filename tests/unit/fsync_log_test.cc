@@ -391,3 +391,62 @@ TEST_CASE("Fsync log: the daemon's fsync logs, and what the log cannot carry com
   fs.reset();
   check_clean(path);
 }
+
+TEST_CASE("Fsync log: a generation that logs more than metadata has free gets a chunk at the next commit", "[fsync_log]") {
+  // 4 KiB per fsync'd 4 KiB write; the first metadata chunk is 8 MiB. Before
+  // the commit grew metadata for the log, every generation ran out of
+  // regions after a few MiB and each later fsync committed.
+  TempImage img;
+  std::map<std::string, std::vector<char>> model;
+  std::vector<char>& data = model["f"];
+  data = pattern(1 << 20, 9);
+  std::mt19937_64 rng(17);
+  std::vector<uint8_t> crashed;
+  size_t chunks_before = 0, chunks_after = 0;
+  {
+    auto fs = img.mount();
+    const uint64_t ino = new_file(*fs, "f", data);
+    REQUIRE(fs->sync().ok());
+    {
+      std::lock_guard lk(fs->engine().mutex());
+      chunks_before = fs->engine().chunk_map().chunks_of(kChunkMetadata).size();
+    }
+    auto round = [&] {
+      for (int i = 0; i < 3000; i++) {
+        const uint64_t off = rng() % (data.size() / kB) * kB;
+        auto blk = pattern(kB, uint32_t(rng()));
+        REQUIRE(fs->write(ino, off, blk.data(), blk.size()).ok());
+        std::copy(blk.begin(), blk.end(), data.begin() + long(off));
+        REQUIRE(fs->fsync(ino, true).ok());
+      }
+    };
+    round();  // the log runs out, and the commits it falls back to grow metadata
+    REQUIRE(fs->sync().ok());
+    const FsyncLogStats first = fs->fsync_log_stats();
+    round();  // 12 MiB of log in one generation: all of it fits
+    const FsyncLogStats second = fs->fsync_log_stats();
+    CHECK(second.fallback_no_log == first.fallback_no_log);
+    CHECK(second.fsyncs - first.fsyncs == 3000);
+    {
+      std::lock_guard lk(fs->engine().mutex());
+      chunks_after = fs->engine().chunk_map().chunks_of(kChunkMetadata).size();
+    }
+    CHECK(chunks_after > chunks_before);
+    // A crash now: the log the last commit started, in a chunk that commit
+    // created, is found and replayed.
+    crashed = img.contents();
+    fs->forget(ino, 1);
+  }
+  {
+    FILE* f = std::fopen(img.path.c_str(), "r+b");
+    REQUIRE(f);
+    REQUIRE(std::fwrite(crashed.data(), 1, crashed.size(), f) == crashed.size());
+    std::fclose(f);
+  }
+  auto fs = img.mount();
+  CHECK(fs->log_replay().records >= 1);
+  check_files(*fs, model);
+  REQUIRE(fs->unmount().ok());
+  fs.reset();
+  check_clean(img.path);
+}
