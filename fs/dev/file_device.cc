@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "dev/block_device.h"
+#include "util/full_io.h"
 
 namespace cairn {
 
@@ -45,19 +46,7 @@ Result<std::unique_ptr<FileDevice>> FileDevice::open(const std::string& path, Fi
 
 FileDevice::~FileDevice() { ::close(fd_); }
 
-Status FileDevice::read(uint64_t offset, void* buf, size_t len) {
-  auto* p = static_cast<uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = ::pread(fd_, p, len, off_t(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Error(errno, path_ + ": read at " + std::to_string(offset) + ": " + std::strerror(errno));
-    if (n == 0) return Status::IoError(path_ + ": read past the end of the device at " + std::to_string(offset));
-    p += n;
-    offset += uint64_t(n);
-    len -= size_t(n);
-  }
-  return Status::Ok();
-}
+Status FileDevice::read(uint64_t offset, void* buf, size_t len) { return pread_full(fd_, buf, len, offset, path_); }
 
 void FileDevice::prefetch(uint64_t offset, size_t len) {
   // Asynchronous readahead into the page cache (a block device's too).
@@ -65,19 +54,7 @@ void FileDevice::prefetch(uint64_t offset, size_t len) {
 }
 
 Status FileDevice::write(uint64_t offset, const void* buf, size_t len) {
-  const auto* p = static_cast<const uint8_t*>(buf);
-  while (len > 0) {
-    ssize_t n = ::pwrite(fd_, p, len, off_t(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      return Status::Error(e, path_ + ": write at " + std::to_string(offset) + ": " + std::strerror(e));
-    }
-    p += n;
-    offset += uint64_t(n);
-    len -= size_t(n);
-  }
-  return Status::Ok();
+  return pwrite_full(fd_, buf, len, offset, path_);
 }
 
 Status FileDevice::flush() {

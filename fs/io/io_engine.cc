@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "util/full_io.h"
+
 namespace cairn {
 
 namespace {
@@ -129,17 +131,7 @@ Status IoEngine::read_sync(uint64_t offset, void* buf, size_t len) {
   // trip (submit, the reaper's wake-up, a futex wake of the caller) cost
   // more than the read itself; pread is one system call (docs/performance.md).
   sync_reads_++;
-  auto* at = static_cast<char*>(buf);
-  for (size_t done = 0; done < len;) {
-    const ssize_t n = ::pread(fd_, at + done, len - done, off_t(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Error(errno, std::string("read: ") + std::strerror(errno));
-    // Nothing more: the end of the image, an error here (reap() treats a
-    // short transfer the same).
-    if (n == 0) return Status::Error(EIO, "read: beyond the end of the image");
-    done += size_t(n);
-  }
-  return Status::Ok();
+  return pread_full(fd_, buf, len, offset, "image");
 }
 
 Status IoEngine::write_sync(uint64_t offset, const void* buf, size_t len, int rw_flags) {
