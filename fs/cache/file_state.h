@@ -64,6 +64,10 @@ struct FileState {
   const uint64_t root;  // the fs tree (subvolume) holding it
   InodeItem item;      // the INODE_ITEM as the next commit will write it
   bool dirty = false;  // `item` differs from the tree
+  // ... only in its atime (touch_atime; mark_dirty clears it). Kept by the
+  // namespace paths, which are a directory's only changes: an fsync of a
+  // directory need not make an atime durable (fdatasync never does).
+  bool dirty_atime_only = false;
   // The size the tree may record: data up to here is on disk (ordered
   // extents raise it as they finish), so a crash never exposes a size
   // whose bytes were not written.

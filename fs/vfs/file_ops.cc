@@ -48,7 +48,8 @@ bool Filesystem::touch_atime(Inode& in) {
     return false;
   if (it.atime == now) return false;
   it.atime = now;
-  mark_dirty(in);
+  if (!in.dirty) in.dirty_atime_only = true;
+  in.dirty = true;
   return true;
 }
 
@@ -145,6 +146,14 @@ Status Filesystem::fsync(uint64_t ino, bool datasync) {
     ASSIGN_OR_RETURN(in, get_inode(ino));
   }
   if (engine_->read_only()) return Status::Ok();
+  if (in->is_dir()) {
+    // A directory whose names and inode item (but its atime) are as the
+    // last commit left them is durable already: nothing to commit.
+    // sqlite's journal mode fsyncs the directory right after the journal's
+    // fsync, which committed it (opendir moved only the atime).
+    std::lock_guard lk(engine_->mutex());
+    if ((!in->dirty || in->dirty_atime_only) && in->item.transid <= engine_->last_committed()) return Status::Ok();
+  }
   Status wb = writeback_->flush_inode(in, true);
   Status err = writeback_->take_error(*in);
   if (!wb.ok() || !err.ok()) return Status::IoError("writeback failed: " + (!wb.ok() ? wb : err).message());

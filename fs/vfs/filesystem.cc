@@ -172,6 +172,7 @@ Status Filesystem::write_inode_item(Inode& in) {
   if (in.is_reg()) rec.size = std::min(in.item.size, in.disk_size);
   RETURN_IF_ERROR(engine_->tree(in.root).update(Key{in.ino, kInodeItem, 0}, rec.encode()));
   in.dirty = false;
+  in.dirty_atime_only = false;
   return Status::Ok();
 }
 

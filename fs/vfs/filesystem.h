@@ -282,7 +282,10 @@ class Filesystem {
   // All other private helpers require the engine mutex held.
   Result<std::shared_ptr<Inode>> get_inode(uint64_t ino);
   Result<std::shared_ptr<Inode>> new_inode(uint32_t mode, uint64_t rdev, const Caller& c, const Inode& parent);
-  void mark_dirty(Inode& in) { in.dirty = true; }
+  void mark_dirty(Inode& in) {
+    in.dirty = true;
+    in.dirty_atime_only = false;
+  }
   // A just-loaded or just-released inode: evicted once it is clean.
   void note_unused(uint64_t ino);
   // Under the engine mutex: ask the committer for an early commit (once per

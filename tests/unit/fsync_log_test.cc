@@ -450,3 +450,61 @@ TEST_CASE("Fsync log: a generation that logs more than metadata has free gets a 
   fs.reset();
   check_clean(img.path);
 }
+
+TEST_CASE("Fsync of a directory commits only when it changed since the last commit", "[fsync_log]") {
+  TempImage img;
+  std::vector<uint8_t> crashed;
+  {
+    auto fs = img.mount();
+    const uint64_t root = kFirstInode;
+    auto commits = [&] { return fs->commit_stats().commits; };
+    const uint64_t ia = new_file(*fs, "a", pattern(5000, 1));
+    const uint64_t c0 = commits();
+    REQUIRE(fs->fsync(root, false).ok());  // a new name: commits
+    CHECK(commits() == c0 + 1);
+    REQUIRE(fs->fsync(root, false).ok());  // nothing since: durable already
+    CHECK(commits() == c0 + 1);
+    bool atime_changed = false;
+    auto h = fs->opendir(root, &atime_changed);
+    REQUIRE(h.ok());
+    CHECK(atime_changed);                  // relatime: the mtime was newer
+    REQUIRE(fs->fsync(root, true).ok());   // only the atime moved: nothing to commit
+    CHECK(commits() == c0 + 1);
+    REQUIRE(fs->rename(root, "a", root, "b", 0).ok());
+    REQUIRE(fs->fsync(root, false).ok());  // a name changed: commits
+    CHECK(commits() == c0 + 2);
+    SetAttr sa;
+    sa.mode = true;
+    sa.new_mode = 0700;
+    REQUIRE(fs->setattr(root, sa).ok());
+    REQUIRE(fs->fsync(root, false).ok());  // its inode item changed: commits
+    CHECK(commits() == c0 + 3);
+    auto made = fs->mkdir(root, "d", 0755, Caller{});
+    REQUIRE(made.ok());
+    REQUIRE(fs->fsync(made->ino, false).ok());  // new in this transaction: commits
+    CHECK(commits() == c0 + 4);
+    REQUIRE(fs->fsync(made->ino, false).ok());
+    CHECK(commits() == c0 + 4);
+    // A crash after the fsyncs that did not commit: every name is there.
+    crashed = img.contents();
+    fs->forget(ia, 1);
+    fs->forget(made->ino, 1);
+  }
+  {
+    FILE* f = std::fopen(img.path.c_str(), "r+b");
+    REQUIRE(f);
+    REQUIRE(std::fwrite(crashed.data(), 1, crashed.size(), f) == crashed.size());
+    std::fclose(f);
+  }
+  auto fs = img.mount();
+  auto b = fs->lookup(kFirstInode, "b");
+  REQUIRE(b.ok());
+  CHECK(fs->lookup(kFirstInode, "a").status().code() == ENOENT);
+  auto d = fs->lookup(kFirstInode, "d");
+  REQUIRE(d.ok());
+  fs->forget(b->ino, 1);
+  fs->forget(d->ino, 1);
+  REQUIRE(fs->unmount().ok());
+  fs.reset();
+  check_clean(img.path);
+}
